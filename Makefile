@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` starts the app, `make test` runs the whole suite.
+# Both create .venv on first use and (re)install requirements only when those files change.
+PY      := .venv/bin/python
+STAMPS  := .venv/.stamps
+PORT    ?= 8501
+
+.PHONY: run test lint pretrain bench clean
+
+$(PY):
+	python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMPS)/app: requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/dev: requirements-dev.txt $(STAMPS)/app
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(STAMPS)/app
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--browser.gatherUsageStats false
+
+test: $(STAMPS)/dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMPS)/dev
+	$(PY) -m ruff check .
+
+pretrain: $(STAMPS)/app
+	$(PY) -m drnn_demo pretrain
+
+bench: $(STAMPS)/app
+	$(PY) -m drnn_demo.bench
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,147 @@
+"""Benchmarks as ratios measured side by side: ``python -m drnn_demo.bench [--json out.json]``.
+
+This machine is shared and noisy, so absolute times mean little. Each comparison builds its
+cases, warms every case up, then times them interleaved (A, B, C, A, B, C, ...) and reports the
+median of each and its ratio to the comparison's baseline (the first case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .equivalence import stacked_to_delayed
+from .models import DelayedRNN, StackedRNN
+
+
+@dataclass
+class Comparison:
+    """Cases timed together; ``build()`` returns ``{name: zero-argument callable}``, baseline first."""
+
+    name: str
+    build: Callable[[], dict[str, Callable[[], object]]]
+    expectation: str
+
+
+def _inference(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    module.eval()
+
+    def run():
+        with torch.inference_mode():
+            return module(x)
+
+    return run
+
+
+def _training_step(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """Forward + backward of ``output.sum()``, gradients cleared each time."""
+    module.train()
+
+    def run():
+        module.zero_grad(set_to_none=True)
+        output = module(x)[0]
+        output.sum().backward()
+
+    return run
+
+
+def delayed_vs_lstm() -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(100, 64, 128)
+    return {
+        "nn.LSTM (H=256)": _training_step(nn.LSTM(128, 256), x),
+        "DelayedRNN lstm (H=256, d=10)": _training_step(DelayedRNN(128, 256, delay=10, cell="lstm"), x),
+    }
+
+
+def converted_vs_stacked() -> dict:
+    torch.manual_seed(0)
+    stacked = StackedRNN(64, [128, 128, 128], cell="lstm")
+    x = torch.randn(100, 64, 64)
+    return {
+        "StackedRNN lstm 3x128": _inference(stacked, x),
+        "stacked_to_delayed (H=384, d=2)": _inference(stacked_to_delayed(stacked), x),
+    }
+
+
+def delayed_vs_bidirectional() -> dict:
+    torch.manual_seed(0)
+    x = torch.randn(180, 128, 64)
+    return {
+        "bidirectional LSTM (H=256 per direction)": _inference(nn.LSTM(64, 256, bidirectional=True), x),
+        "DelayedRNN lstm (H=256, d=10)": _inference(DelayedRNN(64, 256, delay=10, cell="lstm"), x),
+    }
+
+
+COMPARISONS: list[Comparison] = [
+    Comparison("delayed_vs_lstm", delayed_vs_lstm,
+               "training step, B=64 T=100 D=128: a delayed LSTM costs about one nn.LSTM (ratio ~1.1 = (T+d)/T)"),
+    Comparison("converted_vs_stacked", converted_vs_stacked,
+               "inference, B=64 T=100: one wide delayed layer vs three stacked layers of the same total size"),
+    Comparison("delayed_vs_bidirectional", delayed_vs_bidirectional,
+               "inference, B=128 T=180 d=10: the delayed LSTM should cost around half a bidirectional one"),
+]
+
+
+def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2) -> list[dict]:
+    cases = comparison.build()
+    for run in cases.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, run in cases.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    baseline = next(iter(medians.values()))
+    return [
+        {"comparison": comparison.name, "case": name, "median_ms": 1e3 * m, "ratio": m / baseline}
+        for name, m in medians.items()
+    ]
+
+
+def format_table(rows: list[dict]) -> str:
+    width = max(len(r["case"]) for r in rows)
+    lines = [f"{'comparison':<26} {'case':<{width}} {'median ms':>10} {'ratio':>7}"]
+    for r in rows:
+        lines.append(f"{r['comparison']:<26} {r['case']:<{width}} {r['median_ms']:>10.2f} {r['ratio']:>7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drnn_demo.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="run only comparisons whose name contains one of these")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per case (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--list", action="store_true", help="list the comparisons and exit")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chosen = [c for c in COMPARISONS if not args.only or any(s in c.name for s in args.only)]
+    if args.list:
+        for c in chosen:
+            print(f"{c.name}: {c.expectation}")
+        return 0
+    rows = []
+    for comparison in chosen:
+        print(f"# {comparison.name}: {comparison.expectation}", flush=True)
+        rows += measure(comparison, repeats=args.repeats)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Argument checks and small helpers shared by the recurrent modules.
+
+Every check raises ``ValueError`` with a message that names the argument and what is allowed,
+so a bad slider value or a typo in a config fails loudly and early.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CELLS = ("rnn", "gru", "lstm")
+NONLINEARITIES = ("tanh", "relu")
+GATES_PER_CELL = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
+def check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_non_negative_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def check_cell(cell: str, nonlinearity: str) -> None:
+    check_choice("cell", cell, CELLS)
+    check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    if cell != "rnn" and nonlinearity != "tanh":
+        raise ValueError(f"nonlinearity={nonlinearity!r} applies only to cell='rnn'; {cell} cells use 'tanh'")
+
+
+def make_torch_rnn(
+    cell: str, input_size: int, hidden_size: int, nonlinearity: str = "tanh", bias: bool = True,
+    bidirectional: bool = False,
+) -> nn.RNNBase:
+    """One time-first layer of torch's fused ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM``."""
+    if cell == "rnn":
+        return nn.RNN(input_size, hidden_size, nonlinearity=nonlinearity, bias=bias, bidirectional=bidirectional)
+    kind = nn.GRU if cell == "gru" else nn.LSTM
+    return kind(input_size, hidden_size, bias=bias, bidirectional=bidirectional)
+
+
+def to_time_first(x: torch.Tensor, batch_first: bool, input_size: int) -> torch.Tensor:
+    """Check a batched sequence and return it as (L, B, input_size)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        layout = "(B, L, input_size)" if batch_first else "(L, B, input_size)"
+        raise ValueError(f"input must be a 3-D tensor {layout}, got shape {shape}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"input feature size must equal input_size={input_size}, got {x.shape[-1]}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"input must have at least one step and one sequence, got shape {tuple(x.shape)}")
+    return x.transpose(0, 1) if batch_first else x
