@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models.common import GATES_PER_CELL
+from .models.common import GATES_PER_CELL, check_positive_int
 from .models.delayed import DelayedRNN
 from .models.stacked import StackedRNN
 
@@ -250,3 +250,20 @@ def equivalence_report(
         eps=float(eps),
         influence=future_influence(relax_zero_blocks(delayed, sizes, eps, seed), sizes, seed=seed),
     )
+
+
+def demo_report(
+    cell: str = "lstm", hidden_sizes=(8, 8, 8), length: int = 50, seed: int = 0, eps: float = 0.0,
+    input_size: int = 3, nonlinearity: str = "tanh",
+) -> EquivalenceReport:
+    """The report for a freshly initialised stack with biases drawn from U(-1, 1) (so a leaking
+    bias would show) on a random N(0, 1) sequence of ``length`` steps, batch of 2."""
+    check_positive_int("length", length)
+    torch.manual_seed(seed)
+    stacked = StackedRNN(input_size, list(hidden_sizes), cell=cell, nonlinearity=nonlinearity)
+    with torch.no_grad():
+        for name, p in stacked.named_parameters():
+            if "bias" in name:
+                p.uniform_(-1, 1)
+    x = torch.randn(length, 2, input_size)
+    return equivalence_report(stacked, x, eps=eps, seed=seed)

@@ -1,0 +1,29 @@
+"""drnn_demo: the router. Shared sidebar (device, seed) and the page list; each page is a file in pages/."""
+
+import streamlit as st
+import torch
+
+# Two cores are shared by the UI and the training workers: keep the server's torch to one thread.
+torch.set_num_threads(1)
+
+st.set_page_config(page_title="drnn_demo: recurrent topologies, seen", page_icon=":material/repeat:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/delayed_outputs.py", title="Delayed outputs", icon=":material/fast_forward:", url_path="delayed"),
+    st.Page("pages/equivalence.py", title="Stacked ≡ Delayed", icon=":material/stacks:", url_path="equivalence"),
+    st.Page("pages/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),
+]
+navigation = st.navigation(PAGES)
+
+with st.sidebar:
+    devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    st.selectbox("Device for training runs", devices, key="device", persist_state="session",
+                 help="auto = CUDA when a GPU is present, else CPU")
+    in_use = "cuda" if st.session_state.device == "auto" and torch.cuda.is_available() else st.session_state.device
+    st.caption(f"Device in use: **{'cpu' if in_use == 'auto' else in_use}**"
+               + ("" if torch.cuda.is_available() else " (no GPU found)"))
+    st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed", persist_state="session",
+                    help="seeds the demo models, the data and the training runs")
+
+navigation.run()
