@@ -48,17 +48,19 @@ def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence
             weight.shape[1], 1),
         hovertemplate="%{customdata}, column %{x}<br>W = %{z:.4f}<extra></extra>", colorbar=dict(title="weight"),
     ))
+    shapes, labels = [], []  # built in one go: add_shape one by one is slow
     for g in range(weight.shape[0] // hidden):
         for edge in block_edges:
-            gate_edge = edge in (0, hidden)
-            fig.add_shape(type="line", x0=-0.5, x1=hidden - 0.5, y0=g * hidden + edge - 0.5,
-                          y1=g * hidden + edge - 0.5, line=dict(color="black", width=3 if gate_edge else 1))
+            y = g * hidden + edge - 0.5
+            width = 3 if edge in (0, hidden) else 1  # gate chunk borders thick, layer blocks thin
+            shapes.append(dict(type="line", x0=-0.5, x1=hidden - 0.5, y0=y, y1=y,
+                               line=dict(color="black", width=width)))
         if gates[g % len(gates)]:
-            fig.add_annotation(x=hidden - 0.5, y=(g + 0.5) * hidden - 0.5, text=f"<b>{gates[g]}</b>", showarrow=False,
-                               xanchor="left", xshift=4)
-    for edge in block_edges:
-        fig.add_shape(type="line", x0=edge - 0.5, x1=edge - 0.5, y0=-0.5, y1=weight.shape[0] - 0.5,
-                      line=dict(color="black", width=1))
+            labels.append(dict(x=hidden - 0.5, y=(g + 0.5) * hidden - 0.5, text=f"<b>{gates[g]}</b>", showarrow=False,
+                               xanchor="left", xshift=4))
+    shapes += [dict(type="line", x0=edge - 0.5, x1=edge - 0.5, y0=-0.5, y1=weight.shape[0] - 0.5,
+                    line=dict(color="black", width=1)) for edge in block_edges]
+    fig.update_layout(shapes=shapes, annotations=labels)
     fig.update_yaxes(autorange="reversed", title="row (gate chunk, then layer block)")
     fig.update_xaxes(title="column (state unit, layer blocks left to right)", constrain="domain")
     return _finish(fig, title, height=max(380, min(900, 4 * weight.shape[0] + 120)))
