@@ -1,0 +1,49 @@
+"""Helpers for Streamlit AppTest: run a page, read its plotly figures as plain JSON."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).parents[1] / "app.py")
+
+
+def open_page(page: str | None = None, query: dict | None = None, timeout: float = 120) -> AppTest:
+    """Run the app (torch import makes the first run slow, hence the long timeout) on ``page``."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def _decode(value):
+    """Plotly >= 6 ships numpy arrays as {"dtype", "bdata", "shape"}: turn them back into lists."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                array = array.reshape([int(s) for s in str(value["shape"]).split(",")])
+            return array.tolist()
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def figures(at: AppTest) -> list[dict]:
+    """Every plotly chart on the page as a decoded figure dict (``data`` and ``layout``)."""
+    return [_decode(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+
+
+def figure_titled(at: AppTest, text: str) -> dict:
+    for fig in figures(at):
+        title = fig.get("layout", {}).get("title", {}).get("text", "") or ""
+        if text in title:
+            return fig
+    raise AssertionError(f"no figure titled {text!r}")

@@ -1,0 +1,66 @@
+"""AppTest: the home and Stacked = Delayed pages run, react to their widgets, keep their state in the URL."""
+
+import numpy as np
+import pytest
+from apptest_helpers import figure_titled, figures, open_page
+
+PAGE = "pages/equivalence.py"
+
+
+def metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_home_runs_and_shows_a_live_figure():
+    at = open_page()
+    assert not at.exception
+    assert len(figures(at)) >= 1
+    assert any("Seed papers" in s.value for s in at.subheader)
+
+
+def test_equivalence_defaults_are_exact_and_drawn():
+    at = open_page(PAGE)
+    assert not at.exception
+    assert float(metric(at, "max |stacked − delayed|")) <= 1e-5
+    matrix = figure_titled(at, "Delayed recurrent matrix")
+    assert np.asarray(matrix["data"][0]["z"]).shape == (4 * 24, 24)  # LSTM, three layers of 8
+    assert len(figures(at)) == 5
+
+
+def test_layers_slider_changes_the_matrix_and_gru_shows_its_error():
+    at = open_page(PAGE)
+    at.slider(key="eq_layers").set_value(5).run()
+    assert not at.exception
+    assert np.asarray(figure_titled(at, "Delayed recurrent matrix")["data"][0]["z"]).shape == (4 * 40, 40)
+    at.segmented_control(key="eq_cell").set_value("gru").run()
+    assert not at.exception
+    assert float(metric(at, "max |stacked − delayed|")) > 1e-3
+    assert any("reset gate" in w.value for w in at.warning)
+
+
+def test_eps_slider_moves_the_error_and_the_influence_map():
+    at = open_page(PAGE)
+    influence = np.asarray(figure_titled(at, "future inputs")["data"][0]["z"])
+    assert np.all(influence[:, 1:] == 0)
+    at.select_slider(key="eq_eps").set_value(0.3).run()
+    assert not at.exception
+    assert float(metric(at, "error at eps=0.3")) > 1e-3
+    influence = np.asarray(figure_titled(at, "future inputs")["data"][0]["z"])
+    assert influence[-1, -1] > 0
+
+
+@pytest.mark.parametrize("layers,size,length", [(1, 1, 5), (6, 64, 200)])
+def test_extreme_settings_run(layers, size, length):
+    at = open_page(PAGE, query={"eq_layers": str(layers), "eq_length": str(length)})
+    for l in range(layers):
+        at.number_input(key=f"eq_h{l + 1}").set_value(size)
+    at.run()
+    assert not at.exception
+    assert metric(at, "delayed layer") == f"H={layers * size}, d={layers - 1}"
+
+
+def test_query_params_reproduce_the_view():
+    at = open_page(PAGE, query={"eq_cell": "rnn", "eq_layers": "2", "eq_h1": "5"})
+    assert not at.exception
+    assert at.slider(key="eq_layers").value == 2
+    assert metric(at, "delayed layer") == "H=13, d=1"
