@@ -210,18 +210,22 @@ def position_heatmap(matrix: np.ndarray, delays: Sequence[int], metric: str) -> 
 # ---------------------------------------------------------------- training runs
 
 
-def training_curves(history: Sequence[dict], metric: str | None = None, max_points: int = 500) -> go.Figure:
-    """Training loss (and the validation metric when present) against the step, downsampled."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss", f"validation {metric or 'metric'}"])
-    keep = downsample(history, max_points)
-    rows = [history[i] for i in keep]
+def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure:
+    """Training loss (left) and every other reported metric (right) against the step, downsampled.
+
+    ``history`` holds points ``{"step", "loss", "elapsed", <metric>: value, ...}``.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["training loss", "metrics"])
+    rows = [history[i] for i in downsample(history, max_points)]
     steps = [r["step"] for r in rows]
     fig.add_trace(go.Scatter(x=steps, y=[r.get("loss") for r in rows], mode="lines", name="loss",
                              line=dict(color=PALETTE[0])), row=1, col=1)
-    if metric:
-        val = [(r["step"], r["metrics"][metric]) for r in rows if metric in (r.get("metrics") or {})]
-        fig.add_trace(go.Scatter(x=[s for s, _ in val], y=[v for _, v in val], mode="lines+markers", name=metric,
-                                 line=dict(color=PALETTE[2])), row=1, col=2)
+    names = sorted({k for r in rows for k, v in r.items() if k not in ("step", "loss", "elapsed") and v is not None})
+    for i, name in enumerate(names):
+        points = [(r["step"], r[name]) for r in rows if isinstance(r.get(name), int | float)]
+        fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers", name=name,
+                                 line=dict(color=PALETTE[(i + 1) % len(PALETTE)]), marker=dict(size=5)), row=1, col=2)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_xaxes(title="step")
-    return _finish(fig, "", height=280, showlegend=False, margin=dict(l=50, r=10, t=30, b=40))
+    return _finish(fig, "", height=280, margin=dict(l=50, r=10, t=30, b=40),
+                   legend=dict(orientation="h", y=-0.3, yanchor="top"))

@@ -19,3 +19,18 @@ def seed() -> int:
 
 def device() -> str:
     return st.session_state.get("device", "auto")
+
+
+@st.cache_resource
+def job_manager():
+    """The one JobManager of this server process (runs dir: $DRNN_RUNS_DIR or ./runs)."""
+    from drnn_demo.jobs import JobManager
+
+    return JobManager()
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"

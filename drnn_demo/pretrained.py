@@ -1,0 +1,157 @@
+"""The small checkpoints in ``pretrained/``: what they are, how to find the one nearest a choice,
+and how to regenerate them (``python -m drnn_demo pretrain``).
+
+Each entry is a name and a :class:`~drnn_demo.training.TrainConfig`; training it with its fixed
+seed reproduces the checkpoint (up to floating-point nondeterminism of the device). The JSON card
+beside each ``.safetensors`` file carries the config and the measured metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoints import save_checkpoint
+from .training import TrainConfig, Trainer, derived_seed, predict
+
+PRETRAINED_DIR = Path(os.environ.get("DRNN_PRETRAINED_DIR", Path(__file__).resolve().parents[1] / "pretrained"))
+
+# The ladders of the Delayed outputs page: one LSTM per delay, plus the baselines.
+REVERSAL = {"length": 20, "classes": 4}
+SINE = {"length": 50, "causal": 15, "acausal": 5, "scale": 0.1}
+HIDDEN = 64
+REVERSAL_DELAYS = (0, 2, 4, 6, 8, 10, 12, 14, 16, 19)
+SINE_DELAYS = (0, 1, 2, 3, 4, 5, 7, 10)
+BUDGET = {"reversal": dict(steps=2500, lr=3e-3), "sine": dict(steps=2500, lr=3e-3)}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pretrained checkpoint: ``pretrained/<name>.{safetensors,json}``."""
+
+    name: str
+    config: TrainConfig
+
+
+def _entry(task: str, task_args: dict, core: str, core_args: dict, name: str) -> Entry:
+    config = TrainConfig(task=task, task_args=dict(task_args), model={"core": core, "core_args": core_args},
+                         batch_size=64, eval_every=250, patience=0, seed=0, device="cpu", **BUDGET[task])
+    return Entry(name, config)
+
+
+def delayed_outputs_entries() -> list[Entry]:
+    """Reversal and sine-filtering ladders: delayed LSTMs over delays, bidirectional and stacked baselines."""
+    entries = []
+    for task, args, delays in (("reversal", REVERSAL, REVERSAL_DELAYS), ("sine", SINE, SINE_DELAYS)):
+        for d in delays:
+            entries.append(_entry(task, args, "delayed", {"hidden_size": HIDDEN, "delay": d, "cell": "lstm"},
+                                  f"{task}_delayed_lstm_h{HIDDEN}_d{d}"))
+        entries.append(_entry(task, args, "bidirectional", {"hidden_sizes": [HIDDEN], "cell": "lstm"},
+                              f"{task}_bidirectional_lstm_h{HIDDEN}"))
+        entries.append(_entry(task, args, "stacked", {"hidden_sizes": [HIDDEN, HIDDEN], "cell": "lstm"},
+                              f"{task}_stacked_lstm_2x{HIDDEN}"))
+    return entries
+
+
+# Groups other modules add to: name -> function returning entries.
+GROUPS: dict[str, Callable[[], list[Entry]]] = {"delayed_outputs": delayed_outputs_entries}
+
+
+def entries(groups: list[str] | None = None) -> list[Entry]:
+    chosen = groups or list(GROUPS)
+    for g in chosen:
+        if g not in GROUPS:
+            raise ValueError(f"group must be one of {sorted(GROUPS)}, got {g!r}")
+    return [e for g in chosen for e in GROUPS[g]()]
+
+
+def pretrain(groups: list[str] | None = None, out: Path = PRETRAINED_DIR, force: bool = False,
+             log: Callable[[str], None] = print) -> list[Path]:
+    """Train every entry that has no checkpoint yet (all of them with ``force``); return the paths written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    todo = [e for e in entries(groups) if force or not (out / f"{e.name}.safetensors").exists()]
+    for i, entry in enumerate(todo, 1):
+        log(f"[{i}/{len(todo)}] {entry.name}")
+        result = Trainer(entry.config).run()
+        path = save_checkpoint(out / f"{entry.name}.safetensors", result.model, result.card(name=entry.name))
+        log(f"    {result.status}, test {result.test_metrics}, {result.elapsed:.0f}s")
+        written.append(path)
+    return written
+
+
+def catalog(directory: Path = PRETRAINED_DIR) -> list[dict]:
+    """Every model card in ``directory`` (cheap: JSON only), each with its ``path`` added."""
+    cards = []
+    for path in sorted(Path(directory).glob("*.json")):
+        card = json.loads(path.read_text())
+        card["path"] = str(path.with_suffix(".safetensors"))
+        cards.append(card)
+    return cards
+
+
+def describe(card: dict) -> dict:
+    """The facts a page filters on: task, core, cell, delay (None for baselines), hidden size, test metrics."""
+    model = card["train"]["model"]
+    core, args = model["core"], model.get("core_args", {})
+    return {
+        "task": card["task"], "core": core, "cell": args.get("cell", "rnn"), "delay": args.get("delay"),
+        "hidden": args.get("hidden_size", (args.get("hidden_sizes") or [None])[0]),
+        "layers": len(args.get("hidden_sizes", [0])), "test": card["metrics"]["test"], "name": card.get("name", ""),
+        "path": card.get("path"),
+    }
+
+
+def nearest(cards: list[dict], task: str, cell: str, delay: int, hidden: int) -> tuple[dict | None, str]:
+    """The delayed model closest to the request (same task first, then delay, cell, size) and a note
+    saying how it differs from what was asked."""
+    candidates = [describe(c) for c in cards]
+    candidates = [c for c in candidates if c["task"] == task and c["core"] == "delayed"]
+    if not candidates:
+        return None, f"no pretrained delayed model for {task}"
+    best = min(candidates,
+               key=lambda c: (abs(c["delay"] - delay), c["cell"] != cell, abs(np.log2(c["hidden"] / hidden))))
+    differences = [f"{k} {best[k]} instead of {v}" for k, v in (("delay", delay), ("cell", cell), ("hidden", hidden))
+                   if best[k] != v]
+    note = "exact match" if not differences else "nearest pretrained model: " + ", ".join(differences)
+    return best, note
+
+
+@dataclass
+class TestView:
+    """A loaded model on its own test set: what the Delayed outputs page draws.
+
+    ``inputs`` ``(n, T)`` tokens (classification) or values (regression) of the first ``n`` test
+    sequences, ``targets`` and ``predictions`` likewise (argmax classes or values), ``per_position``
+    ``(T,)`` over the whole test set, ``metrics`` the task's metrics on it.
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    predictions: np.ndarray
+    per_position: np.ndarray
+    metrics: dict
+    kind: str
+
+
+def test_view(model, card: dict, examples: int = 8, test_size: int | None = None) -> TestView:
+    """Run a loaded checkpoint (``load_checkpoint``) on the test set its training run used (same seed)."""
+    from .tasks import build_task
+
+    config = TrainConfig.from_dict(card["train"])
+    task = build_task(config.task, **config.task_args)
+    x, y = task.sample(test_size or config.test_size, derived_seed(config.seed, "test"))
+    pred = predict(model, x)
+    if task.kind == "classification":
+        inputs, predictions, targets = x.argmax(-1), pred.argmax(-1), y
+    else:  # one feature per step
+        inputs, predictions, targets = x[..., 0], pred[..., 0], y[..., 0]
+    return TestView(inputs=inputs[:examples].numpy(), targets=targets[:examples].numpy(),
+                    predictions=predictions[:examples].numpy(), per_position=task.per_position(pred, y),
+                    metrics=task.metrics(pred, y), kind=task.kind)
