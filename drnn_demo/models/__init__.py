@@ -12,6 +12,7 @@ from torch import nn
 
 from .delayed import DelayedRNN
 from .sequence import SequenceModel
+from .sru import SRU
 from .stacked import StackedRNN
 
 
@@ -24,6 +25,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "delayed": DelayedRNN,
     "stacked": StackedRNN,
     "bidirectional": bidirectional_rnn,
+    "sru": SRU,
 }
 
 
@@ -34,4 +36,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "DelayedRNN", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model"]
+__all__ = ["MODELS", "DelayedRNN", "SRU", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model"]
