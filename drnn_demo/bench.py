@@ -111,6 +111,37 @@ def sru_training() -> dict:
     return cases
 
 
+def lrn_training() -> dict:
+    """LRN's training step (projection + custom-Function recurrence) against torch's fused LSTM."""
+    from .models import LRN
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 32, 256)
+    return {
+        "nn.LSTM (H=256)": _training_step(nn.LSTM(256, 256), x),
+        "drnn_demo LRN (1 layer, H=256, tanh)": _training_step(LRN(256, 256), x),
+    }
+
+
+def lrn_forward() -> dict:
+    """LRN's inference forward against its own input projection ``W x + b`` alone."""
+    from .models import LRN
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 32, 256)
+    lrn = LRN(256, 256).eval()
+
+    def projection():
+        with torch.inference_mode():
+            return lrn.projection(x)
+
+    return {
+        "input projection W x + b (3H x D matmul)": projection,
+        "LRN forward (tanh)": _inference(lrn, x),
+        "LRN forward (identity)": _inference(LRN(256, 256, activation="identity"), x),
+    }
+
+
 COMPARISONS: list[Comparison] = [
     Comparison("delayed_vs_lstm", delayed_vs_lstm,
                "training step, B=64 T=100 D=128: a delayed LSTM costs about one nn.LSTM (ratio ~1.1 = (T+d)/T)"),
@@ -121,6 +152,10 @@ COMPARISONS: list[Comparison] = [
     Comparison("sru_training", sru_training,
                "training step, B=32 T=256 D=H=256: SRU <= 0.5 x nn.LSTM, and <= 0.33 x the sru package's CPU path "
                "(divide the two ratios)"),
+    Comparison("lrn_training", lrn_training,
+               "training step, B=32 T=256 D=H=256: LRN <= 0.5 x nn.LSTM"),
+    Comparison("lrn_forward", lrn_forward,
+               "inference, B=32 T=256 D=H=256: LRN forward <= 2 x its own input-projection matmul"),
 ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .delayed import DelayedRNN
+from .lrn import LRN
 from .sequence import SequenceModel
 from .sru import SRU
 from .stacked import StackedRNN
@@ -26,6 +27,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "stacked": StackedRNN,
     "bidirectional": bidirectional_rnn,
     "sru": SRU,
+    "lrn": LRN,
 }
 
 
@@ -36,4 +38,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "DelayedRNN", "SRU", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model"]
+__all__ = ["LRN", "MODELS", "SRU", "DelayedRNN", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model"]
