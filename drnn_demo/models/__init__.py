@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .asrnn import ASRNN, exprnn
 from .delayed import DelayedRNN
 from .lrn import LRN
 from .sequence import SequenceModel
@@ -28,6 +29,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "bidirectional": bidirectional_rnn,
     "sru": SRU,
     "lrn": LRN,
+    "asrnn": ASRNN,
+    "exprnn": exprnn,
 }
 
 
@@ -38,4 +41,7 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-__all__ = ["LRN", "MODELS", "SRU", "DelayedRNN", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model"]
+__all__ = [
+    "ASRNN", "LRN", "MODELS", "SRU", "DelayedRNN", "SequenceModel", "StackedRNN", "bidirectional_rnn", "build_model",
+    "exprnn",
+]
