@@ -94,24 +94,21 @@ RunKind = Callable[[dict, ProgressCallback, Callable[[], bool], Path], dict]
 def run_train(config: dict, on_progress: ProgressCallback, should_stop: Callable[[], bool], run_dir: Path) -> dict:
     """The ``"train"`` kind: a :class:`drnn_demo.training.Trainer` run on a ``TrainConfig`` dict.
 
-    The final (best) model is saved to ``run_dir/model.safetensors`` + ``model.json`` whatever the
-    status, so a diverged or cancelled run keeps its last good weights. The config's ``device``
-    ("auto" / "cpu" / "cuda") is the trainer's business.
+    The trainer's model (its best validation weights) is saved to ``run_dir/model.safetensors`` +
+    ``model.json`` (card: :meth:`TrainResult.card` plus ``run_id``) whatever the status, so a
+    diverged or cancelled run keeps its last good weights. The config's ``device`` ("auto" /
+    "cpu" / "cuda") is the trainer's business. Final metrics: ``val_<name>`` and ``test_<name>``.
     """
     from .checkpoints import save_checkpoint
     from .training import TrainConfig, Trainer
 
-    train_config = TrainConfig.from_dict(config)
-    result = Trainer(train_config, on_progress, should_stop).run()
+    result = Trainer(TrainConfig.from_dict(config), on_progress, should_stop).run()
     metrics = {**{f"val_{k}": v for k, v in (result.val_metrics or {}).items()},
                **{f"test_{k}": v for k, v in (result.test_metrics or {}).items()}}
     checkpoint = None
     if result.model is not None:
-        checkpoint = run_dir / "model.safetensors"
-        card = {"config": train_config.to_dict(), "status": result.status, "steps": result.steps,
-                "val_metrics": result.val_metrics, "test_metrics": result.test_metrics,
-                "message": result.message, "run_id": run_dir.name}
-        save_checkpoint(checkpoint, result.model, _jsonable(card))
+        checkpoint = save_checkpoint(run_dir / "model.safetensors", result.model,
+                                     result.card(run_id=run_dir.name))
     return {"status": result.status, "message": result.message, "metrics": metrics, "checkpoint": checkpoint}
 
 
@@ -209,6 +206,8 @@ def _process_matches(pid: int, pid_start: int | None) -> bool | None:
         if fields[0] in ("Z", "X"):  # a zombie has finished
             return False
         return pid_start is None or int(fields[19]) == pid_start
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -344,7 +343,7 @@ class JobManager:
         with self._lock, self._dir_lock():
             running, queued = 0, []
             for run_id in self._ids():
-                state = self._state(run_id, fresh=True)
+                state = self._state(run_id)  # cached while unchanged; decisions below re-read it
                 if state is None:
                     continue
                 if state.get("status") == "running":
@@ -380,7 +379,7 @@ class JobManager:
     def cancel(self, run_id: str) -> None:
         """Cancel a run: a queued one at once; a running one asks its worker to stop and kills it
         if it has not exited :data:`KILL_AFTER` seconds later. Finished runs are left alone."""
-        with self._lock:
+        with self._lock, self._dir_lock():  # not while another manager launches it
             run_dir = self._dir(run_id)
             state = self._state(run_id, fresh=True) or {}
             if state.get("status") == "queued":
@@ -750,6 +749,7 @@ class _Publisher:
                     checkpoint = checkpoint.resolve().relative_to(self.run_dir.resolve())
             self.state.update(status=status, message=message, ended=time.time(),
                               checkpoint=None if checkpoint is None else str(checkpoint))
+            print(f"[drnn_demo.jobs] {status}: {message}", flush=True)  # the log is complete before the state
             self._write_state()
             self._progress_log.close()
 
@@ -773,13 +773,13 @@ def _worker_main(run_dir: Path) -> int:
         status = result.get("status", "finished")
         if status not in KIND_STATUSES:
             raise ValueError(f"run kind returned status {status!r}; expected one of {list(KIND_STATUSES)}")
+        if "torch" in sys.modules:
+            print(f"[drnn_demo.jobs] torch threads {sys.modules['torch'].get_num_threads()}", flush=True)
         pub.finish(status, result.get("message") or status.replace("_", " "), result.get("metrics"),
                    result.get("checkpoint"))
-        print(f"[drnn_demo.jobs] {status}: {result.get('message') or ''}", flush=True)
         return 0
     except (KeyboardInterrupt, _Terminated):
         pub.finish("interrupted", "interrupted (the worker received a stop signal)")
-        print("[drnn_demo.jobs] interrupted", flush=True)
         return 130
     except BaseException as e:  # every failure of a kind is reported, never raised
         traceback.print_exc()

@@ -212,6 +212,18 @@ def test_worker_killed_from_outside_ends_failed_with_log_kept(manager):
     wait_until(manager, lambda: manager.get(later).status == "finished")
 
 
+def test_worker_stopped_by_sigterm_ends_interrupted(manager):
+    """What a Ctrl-C / shutdown of the server does to its workers: they record 'interrupted' and exit."""
+    run_id = manager.submit("fake_run_kinds:until_cancelled", {})
+    wait_until(manager, lambda: manager.get(run_id).step > 3)
+    pid = worker_pid(manager, run_id)
+    os.kill(pid, signal.SIGTERM)
+    wait_until(manager, lambda: not manager.get(run_id).active, timeout=5)
+    info = manager.get(run_id)
+    assert info.status == "interrupted" and "stop signal" in info.message, info.message
+    wait_until(manager, lambda: not pid_alive(pid), timeout=2)
+
+
 def test_raising_kind_fails_with_traceback_and_manager_keeps_working(manager):
     run_id = manager.submit("fake_run_kinds:boom", {})
     wait_until(manager, lambda: not manager.get(run_id).active)
@@ -399,3 +411,47 @@ def test_downsample_keeps_ends_and_order(n, limit):
     assert steps == sorted(set(steps))
     if n > limit:  # evenly spread: no gap is more than twice the ideal spacing
         assert max(b - a for a, b in zip(steps, steps[1:], strict=False)) <= 2 * (n - 1) / (limit - 1) + 1
+
+
+# ----------------------------------------------------------------------------- the real "train" kind
+
+
+@pytest.mark.slow
+def test_real_train_run_on_tiny_reversal(tmp_path):
+    pytest.importorskip("drnn_demo.checkpoints")
+    from drnn_demo.checkpoints import load_checkpoint
+    from drnn_demo.tasks import build_task
+    from drnn_demo.training import TrainConfig, derived_seed, evaluate
+
+    config = TrainConfig(task="reversal", task_args={"length": 6, "classes": 3},
+                         model={"core": "delayed", "core_args": {"hidden_size": 32, "delay": 5, "cell": "lstm"}},
+                         steps=300, batch_size=32, lr=2e-2, lr_schedule="cosine", eval_every=50, patience=0,
+                         val_size=200, test_size=300, device="cpu", log_every=10, seed=3)
+    jm = JobManager(tmp_path)
+    run_id = jm.submit("train", config.to_dict(), label="tiny reversal", page="pages/delayed_outputs.py")
+    running_steps = []
+
+    def done():
+        info = jm.get(run_id)
+        if info.status == "running":
+            running_steps.append(info.step)
+        return not info.active
+
+    wait_until(jm, done, timeout=120, every=0.1)
+    info = jm.get(run_id)
+    assert info.status == "finished", (info.message, jm.log(run_id))
+    assert len(set(running_steps) - {0, 300}) >= 2 and running_steps == sorted(running_steps)
+    assert (info.step, info.total_steps, info.fraction) == (300, 300, 1.0)
+    assert [p["step"] for p in info.history] == list(range(10, 301, 10))
+    assert [p["step"] for p in info.history if "accuracy" in p] == list(range(50, 301, 50))
+    # delay 5 = T - 1 makes exact reversal possible; a causal model (delay 0) is capped at 2/3, chance is 1/3
+    assert info.metrics["test_accuracy"] > 0.85, info.metrics
+    assert "torch threads 1" in jm.log(run_id)
+
+    model, card = load_checkpoint(info.checkpoint)
+    assert card["run_id"] == run_id and card["status"] == "finished"
+    task = build_task("reversal", length=6, classes=3)
+    x, y = task.sample(300, derived_seed(3, "test"))
+    assert evaluate(model, task, x, y)["accuracy"] == pytest.approx(info.metrics["test_accuracy"])
+    with zipfile.ZipFile(io.BytesIO(jm.checkpoint_zip(run_id))) as zf:
+        assert sorted(zf.namelist()) == ["model.json", "model.safetensors"]
