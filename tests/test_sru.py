@@ -125,9 +125,10 @@ def test_any_shape_equals_reference_loop(L, B, D, H, bidirectional, layers, batc
     torch.testing.assert_close(c_n, ref_c, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("k,skip,mask", [(3, True, False), (3, False, False), (4, False, False), (3, True, True),
-                                         (4, False, True)])
-def test_recurrence_backward_passes_gradcheck(k, skip, mask):
+@pytest.mark.parametrize("k,skip,mask,scale", [(3, True, False, 1.0), (3, True, False, 1.7), (3, False, False, 1.0),
+                                               (4, False, False, 1.0), (3, True, True, 1.3), (4, False, True, 1.0),
+                                               (3, False, True, 1.0)])
+def test_recurrence_backward_passes_gradcheck(k, skip, mask, scale):
     torch.manual_seed(1)
     L, B, N = 5, 2, 3
     u = torch.randn(L, B, k, N, requires_grad=True)
@@ -138,7 +139,7 @@ def test_recurrence_backward_passes_gradcheck(k, skip, mask):
     mask_t = torch.bernoulli(torch.full((B, N), 0.5)) * 2 if mask else None
 
     def fn(u, skip_t, weight_c, bias, c0):
-        return sru_recurrence(u, skip_t, weight_c, bias, c0, mask_t)
+        return sru_recurrence(u, skip_t, weight_c, bias, c0, mask_t, scale)
 
     assert torch.autograd.gradcheck(fn, (u, skip_t, weight_c, bias, c0))
 

@@ -32,96 +32,108 @@ class SRURecurrence(torch.autograd.Function):
         r_t &= \sigma(U_{2,t} + v_r \odot c_{t-1} + b_r), \qquad
         h_t = r_t \odot (m \odot c_t) + (1 - r_t) \odot x'_t
 
-    with ``c_{-1} = c0``; ``x'`` is ``U_3`` when ``k = 4``, else the given ``skip`` (or 0 if None),
-    and ``m`` the dropout mask (1 if None). Only the ``c`` recurrence is sequential: the forward
-    loop does three in-place ops per step. The backward loop is linear: with
-    ``S_t = f_t (1 - f_t) (c_{t-1} - U_{0,t})`` (= dc_t/dU_{1,t}) and ``A_t = f_t + S_t v_f``
-    (= dc_t/dc_{t-1} through ``f``), the total gradient of ``c_t`` is
-    ``G_t = g_t + A_{t+1} G_{t+1}``, two ops per step; ``g_t`` (through ``h_t`` and ``r_{t+1}``) and
-    everything else are computed for all steps at once.
+    with ``c_{-1} = c0``; ``x'`` is ``U_3`` when ``k = 4``, else ``skip_scale * skip`` (0 if
+    ``skip`` is None), and ``m`` the dropout mask (1 if None).
+
+    Both passes loop over time with in-place ops on one ``(B, N)`` slice at a time, into
+    preallocated outputs: the slice stays in cache, and no full-size temporary is allocated
+    (a fresh ``(L, B, N)`` tensor costs more in page faults than the arithmetic on it). The
+    backward pass carries ``dL/dc_t`` from ``t + 1``:
+    ``dL/dc_{t-1} = G_t (f_t + S_t v_f) + dL/dU_{2,t} v_r`` with ``G_t`` the total gradient of
+    ``c_t`` and ``S_t = f_t (1 - f_t) (c_{t-1} - U_{0,t})``.
 
     Inputs: ``u`` ``(L, B, k, N)``, ``skip`` ``(L, B, N)`` or None, ``weight_c = [v_f; v_r]`` and
-    ``bias = [b_f; b_r]`` ``(2N,)``, ``c0`` ``(B, N)``, ``mask`` ``(B, N)`` or None.
-    Outputs: ``h`` ``(L, B, N)`` and ``c_n = c_{L-1}`` ``(B, N)``.
+    ``bias = [b_f; b_r]`` ``(2N,)``, ``c0`` ``(B, N)``, ``mask`` ``(B, N)`` or None,
+    ``skip_scale`` a float. Outputs: ``h`` ``(L, B, N)`` and ``c_n = c_{L-1}`` ``(B, N)``.
     """
 
     @staticmethod
-    def forward(ctx, u, skip, weight_c, bias, c0, mask):
-        n = c0.shape[-1]
-        v_f, v_r = weight_c[:n], weight_c[n:]
-        u0 = u[:, :, 0]
-        gates = torch.add(u[:, :, 1], bias[:n])  # f_t, filled in step by step
-        states = torch.empty_like(gates)
+    def forward(ctx, u, skip, weight_c, bias, c0, mask, skip_scale=1.0):
+        length, batch, k, n = u.shape
+        v, b = weight_c.view(2, n), bias.view(2, n)  # rows: forget, reset
+        gates = u.new_empty(length, batch, 2, n)  # [f_t, r_t]
+        states, h = u.new_empty(length, batch, n), u.new_empty(length, batch, n)
+        shown = u.new_empty(batch, n) if mask is not None else None
+        scaled = u.new_empty(batch, n) if skip is not None and skip_scale != 1.0 else None
+        # per-step views made once (one unbind each), not by indexing inside the loop
+        u0, u_gates = u[:, :, 0].unbind(0), u[:, :, 1:3].unbind(0)
+        skips = u[:, :, 3].unbind(0) if k == 4 else (skip.unbind(0) if skip is not None else None)
+        g_all, f_all, r_all = gates.unbind(0), gates[:, :, 0].unbind(0), gates[:, :, 1].unbind(0)
+        c_all, h_all = states.unbind(0), h.unbind(0)
         c = c0
-        for t in range(u.shape[0]):
-            f = gates[t].addcmul_(v_f, c).sigmoid_()
-            c = torch.lerp(u0[t], c, f, out=states[t])  # U0 + f (c - U0)
-        reset = torch.add(u[:, :, 2], bias[n:])
-        reset[0].addcmul_(v_r, c0)
-        reset[1:].addcmul_(v_r, states[:-1])
-        reset.sigmoid_()
-        shown = states if mask is None else states * mask
-        if u.shape[2] == 4:
-            skip = u[:, :, 3]
-        h = shown * reset if skip is None else torch.lerp(skip, shown, reset)
-        ctx.save_for_backward(u, skip, weight_c, c0, mask, gates, states, reset)
-        return h, states[-1].clone()
+        for t in range(length):
+            torch.add(u_gates[t], b, out=g_all[t]).addcmul_(v, c.unsqueeze(1)).sigmoid_()
+            c = torch.lerp(u0[t], c, f_all[t], out=c_all[t])  # U0 + f (c - U0)
+            c_shown = c if mask is None else torch.mul(c, mask, out=shown)
+            if skips is None:
+                torch.mul(c_shown, r_all[t], out=h_all[t])
+            else:
+                x_t = skips[t] if scaled is None or k == 4 else torch.mul(skips[t], skip_scale, out=scaled)
+                torch.lerp(x_t, c_shown, r_all[t], out=h_all[t])
+        ctx.skip_scale = skip_scale
+        ctx.save_for_backward(u, skip, weight_c, c0, mask, gates, states)
+        return h, c.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h, grad_c_n):
-        u, skip, weight_c, c0, mask, gates, states, reset = ctx.saved_tensors
-        n = c0.shape[-1]
+        u, skip, weight_c, c0, mask, gates, states = ctx.saved_tensors
+        skip_scale = ctx.skip_scale if u.shape[2] == 3 else 1.0
+        length, batch, k, n = u.shape
         v_f, v_r = weight_c[:n], weight_c[n:]
-        k = u.shape[2]
-        grad_u = torch.empty_like(u, memory_format=torch.contiguous_format)
-        shown = states if mask is None else states * mask
-        not_reset = 1 - reset
-        grad_skip = None
-        if skip is not None:
-            if k == 4:
-                torch.mul(grad_h, not_reset, out=grad_u[:, :, 3])
-            elif ctx.needs_input_grad[1]:
-                grad_skip = grad_h * not_reset
-        # through r_t: dL/d(pre-activation of r_t)
-        grad_r = grad_u[:, :, 2]
-        torch.mul(grad_h, shown if skip is None else shown - skip, out=grad_r)
-        grad_r.mul_(reset).mul_(not_reset)
-        # g_t: gradient reaching c_t directly (h_t, r_{t+1}, c_n), before the recurrence through f
-        grad_c = grad_h * reset
-        if mask is not None:
-            grad_c.mul_(mask)
-        grad_c[:-1].addcmul_(grad_r[1:], v_r)
-        grad_c[-1].add_(grad_c_n)
-        # S_t and A_t for all steps, then the linear backward recurrence G_t = g_t + A_{t+1} G_{t+1}
-        slope = torch.empty_like(gates)
-        torch.sub(c0, u[0, :, 0], out=slope[0])
-        torch.sub(states[:-1], u[1:, :, 0], out=slope[1:])
-        slope.mul_(gates).mul_(1 - gates)
-        carry_factor = torch.addcmul(gates, slope, v_f)
-        carry = torch.zeros_like(c0, memory_format=torch.contiguous_format)
-        for t in range(gates.shape[0] - 1, -1, -1):
-            g = grad_c[t].add_(carry)
-            torch.mul(g, carry_factor[t], out=carry)
-        torch.mul(grad_c, 1 - gates, out=grad_u[:, :, 0])
-        grad_f = torch.mul(grad_c, slope, out=grad_u[:, :, 1])
-        grad_weight_c = grad_bias = None
-        if ctx.needs_input_grad[2]:
-            grad_weight_c = torch.cat([_dot_with_previous(grad_f, c0, states), _dot_with_previous(grad_r, c0, states)])
+        grad_u = u.new_empty(length, batch, k, n)
+        grad_skip = u.new_empty(length, batch, n) if skip is not None and ctx.needs_input_grad[1] else None
+        carry = grad_c_n.clone(memory_format=torch.contiguous_format)  # dL/dc_t from the steps after t
+        spare = torch.empty_like(carry)
+        acc_v = c0.new_zeros(batch, 2, n)
+        r_slope, f_slope, gap_buf, total, slope = (u.new_empty(batch, n) for _ in range(5))
+        shown = u.new_empty(batch, n) if mask is not None else None
+        u0 = u[:, :, 0].unbind(0)
+        skips = u[:, :, 3].unbind(0) if k == 4 else (skip.unbind(0) if skip is not None else None)
+        f_all, r_all, c_all = gates[:, :, 0].unbind(0), gates[:, :, 1].unbind(0), states.unbind(0)
+        gh_all = grad_h.unbind(0)
+        gu0, gu1, gu2 = (grad_u[:, :, i].unbind(0) for i in range(3))
+        gu_gates = grad_u[:, :, 1:3].unbind(0)
+        gx_all = grad_u[:, :, 3].unbind(0) if k == 4 else (grad_skip.unbind(0) if grad_skip is not None else None)
+        prev_all = (c0.unsqueeze(1), *states[:-1].unsqueeze(2).unbind(0))  # c_{t-1}, (B, 1, N)
+        for t in range(length - 1, -1, -1):
+            g_h, f, r, c = gh_all[t], f_all[t], r_all[t], c_all[t]
+            c_prev = prev_all[t]
+            # through h_t = x' + r_t (m c_t - x'): the skip, then the reset gate's pre-activation
+            if gx_all is not None:
+                torch.addcmul(g_h, g_h, r, value=-1, out=gx_all[t])  # g (1 - r)
+            c_shown = c if mask is None else torch.mul(c, mask, out=shown)
+            if skips is None:
+                gap = c_shown
+            else:
+                gap = torch.sub(c_shown, skips[t], alpha=skip_scale, out=gap_buf)
+            torch.addcmul(r, r, r, value=-1, out=r_slope)  # r (1 - r)
+            grad_r = torch.mul(g_h, gap, out=gu2[t]).mul_(r_slope)
+            # G_t, the total gradient of c_t: through h_t and from the steps after t
+            torch.mul(g_h, r, out=total)
+            if mask is not None:
+                total.mul_(mask)
+            total.add_(carry)
+            # through c_t = U0 + f (c_{t-1} - U0) and f's pre-activation
+            torch.addcmul(f, f, f, value=-1, out=f_slope)  # f (1 - f)
+            torch.sub(c_prev[:, 0], u0[t], out=slope).mul_(f_slope)
+            grad_f = torch.mul(total, slope, out=gu1[t])
+            carry, spare = torch.mul(total, f, out=spare), carry
+            torch.sub(total, carry, out=gu0[t])  # G (1 - f)
+            acc_v.addcmul_(gu_gates[t], c_prev)
+            carry.addcmul_(grad_f, v_f).addcmul_(grad_r, v_r)  # dL/dc_{t-1}
+        if grad_skip is not None and skip_scale != 1.0:
+            grad_skip.mul_(skip_scale)
+        grad_weight_c = acc_v.sum(0).view(-1) if ctx.needs_input_grad[2] else None
+        grad_bias = None
         if ctx.needs_input_grad[3]:
-            grad_bias = torch.cat([grad_f.sum((0, 1)), grad_r.sum((0, 1))])
-        grad_c0 = carry.addcmul_(grad_r[0], v_r) if ctx.needs_input_grad[4] else None
-        return grad_u, grad_skip, grad_weight_c, grad_bias, grad_c0, None
+            grad_bias = grad_u.view(-1, k, n).sum(0)[1:3].reshape(-1)
+        return grad_u, grad_skip, grad_weight_c, grad_bias, carry, None, None
 
 
-def _dot_with_previous(grad: torch.Tensor, c0: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
-    """``sum_{t, b} grad_t * c_{t-1}``, ``(N,)``."""
-    return (grad[0] * c0).sum(0) + (grad[1:] * states[:-1]).sum((0, 1))
-
-
-def sru_recurrence(u, skip, weight_c, bias, c0, mask=None):
+def sru_recurrence(u, skip, weight_c, bias, c0, mask=None, skip_scale: float = 1.0):
     """``(h, c_n)`` from :class:`SRURecurrence` (see there for the equations and shapes)."""
-    return SRURecurrence.apply(u, skip, weight_c, bias, c0, mask)
+    return SRURecurrence.apply(u, skip, weight_c, bias, c0, mask, skip_scale)
 
 
 def _flip_second_half(t: torch.Tensor, half: int) -> torch.Tensor:
@@ -261,14 +273,15 @@ class SRUCell(nn.Module):
         u = self.matrices(x)
         skip = None  # with k = 4 the skip is U_3, taken inside the recurrence
         if self.has_skip_term and self.num_matrices == 3:
-            skip = residual * self.scale_x if self.rescale else residual
+            skip = residual
+        scale = float(self.scale_x) if self.rescale and skip is not None else 1.0
         if self.bidirectional:  # run both directions as one forward recurrence over time-aligned columns
             u = _flip_second_half(u, half)
             skip = None if skip is None else _flip_second_half(skip, half)
         mask = None
         if self.training and self.dropout > 0:
             mask = x.new_empty(x.shape[1], n).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
-        h, c_n = sru_recurrence(u, skip, self.weight_c, self.bias, c0, mask)
+        h, c_n = sru_recurrence(u, skip, self.weight_c, self.bias, c0, mask, scale)
         if self.bidirectional:
             h = _flip_second_half(h, half)
         if self.layer_norm is not None and self.normalize_after:
