@@ -21,9 +21,9 @@ Main entry points:
 
 - :func:`token_weights` ``(model, x)``: one sequence, everything a page draws (gate heatmaps,
   weight matrices per unit or averaged over units, decay curves, reconstruction error).
-- :func:`final_token_weights` ``(model, x)``: a batch, the unit-averaged weight of every token in
-  the final state (what a classifier reading the last state sees); used to check that weights
-  point at the evidence in the keyword task.
+- :func:`final_token_attribution` ``(model, x)``: a batch, what every token contributes to the
+  final state (gate weight, contribution size, share of each logit); the keyword task checks
+  with it that the model's attention points at the deciding token.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ class TokenWeights:
         error: ``(T,)``, ``max_u |h_t - reconstruction_t|``: ~1e-15 for the identity, the size of the
             tanh's deviation from the linear unfolding otherwise.
         tokens: optional labels of the positions (e.g. words), for the pages.
+        readout_weight: ``(C, H)`` for the last layer of a :class:`~drnn_demo.models.SequenceModel`: the
+            columns of its linear head that read this direction (else None); see
+            :meth:`logit_contributions`.
     """
 
     activation: str
@@ -78,6 +81,7 @@ class TokenWeights:
     log_input_gate: torch.Tensor  # (T, H), exact logs (logsigmoid of the pre-activation)
     log_forget_gate: torch.Tensor  # (T, H)
     tokens: list[str] | None = None
+    readout_weight: torch.Tensor | None = None  # (C, H): the head's columns reading this layer/direction
 
     @property
     def length(self) -> int:
@@ -178,6 +182,14 @@ class TokenWeights:
         """``(T, H)``: ``w[t, k] * r_k``, the vector each token adds to ``h_t`` (exact sum for identity)."""
         return self.weights(t) * self.value
 
+    def logit_contributions(self, t: int = -1) -> torch.Tensor:
+        """``(T, C)``: what each token adds to each logit of the head reading ``h_t``,
+        ``readout_weight @ (w[t, k] * r_k)``. For the identity activation (and zero ``h0``) these
+        sum, with the head's bias, to the logits exactly (the other direction's share aside)."""
+        if self.readout_weight is None:
+            raise ValueError("logit contributions need the last layer of a SequenceModel with a linear head")
+        return self.token_contributions(t) @ self.readout_weight.T
+
 
 def _lrn_core(model) -> tuple[LRN, torch.nn.Module | None]:
     core = getattr(model, "core", model)
@@ -209,6 +221,14 @@ def _select(traces, core: LRN, layer: int, direction: int):
     if direction not in range(core.num_directions):
         raise ValueError(f"direction must be in {list(range(core.num_directions))}, got {direction}")
     return traces[(layer % core.num_layers) * core.num_directions + direction]
+
+
+def _readout_weight(model, core: LRN, layer: int, direction: int) -> torch.Tensor | None:
+    head = getattr(model, "head", None)
+    if not isinstance(head, torch.nn.Linear) or layer % core.num_layers != core.num_layers - 1:
+        return None
+    H = core.hidden_size
+    return head.weight.detach().double().cpu()[:, direction * H : (direction + 1) * H]
 
 
 def _log_gates(trace, reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,6 +304,7 @@ def token_weights(
     flip2 = (lambda a: a.flip(0, 1)) if direction == 1 else (lambda a: a)
     log_mean, contribution, recon = flip2(log_mean), flip2(contribution), flip(recon)
     return TokenWeights(
+        readout_weight=_readout_weight(model, core, layer, direction),
         activation=core.activation, layer=layer % core.num_layers, direction=direction,
         input_gate=i, forget_gate=f, value=r, hidden=h, h0=h0,
         log_mean=log_mean, mean=log_mean.exp(), contribution=contribution,
@@ -292,9 +313,47 @@ def token_weights(
     )
 
 
+@dataclass
+class FinalAttribution:
+    """What each token contributes to the final left-to-right state of each sequence of a batch.
+
+    Attributes (float64, CPU):
+        weight: ``(B, L)``, ``mean_u w[L-1, k, u]``, the unit-averaged gate weight (can be
+            dominated by units the readout ignores).
+        contribution: ``(B, L)``, ``|| w[L-1, k] * r_k ||_2``, the size of what token ``k`` adds.
+        logit: ``(B, L, C)``, ``W_head (w[L-1, k] * r_k)`` for a SequenceModel reading the last layer
+            with a linear head, else None: the token's share of each logit (exact for identity).
+    """
+
+    weight: torch.Tensor
+    contribution: torch.Tensor
+    logit: torch.Tensor | None
+
+
+def final_token_attribution(model, x: torch.Tensor, *, layer: int = -1) -> FinalAttribution:
+    """For a batch, every token's weight and contribution in the final left-to-right state.
+
+    ``x`` is batch first: ``(B, L)`` ids for a model with an embedding, else ``(B, L, D)``.
+    Computed in log space like :func:`token_weights`, in ``O(B L H)``.
+    """
+    core, _ = _lrn_core(model)
+    traces = _float64_trace(model, x, None, batch_first=True)
+    trace = _select(traces, core, layer, 0)
+    log_i, log_f = _log_gates(trace, reverse=False)  # (L, B, H)
+    S = torch.cumsum(log_f, 0)
+    lw = log_i + S[-1:] - S  # log w[L-1, k]
+    weight = (torch.logsumexp(lw, dim=-1) - math.log(core.hidden_size)).exp().T.cpu()
+    wr = (lw.exp() * trace.r).transpose(0, 1).cpu()  # (B, L, H)
+    readout = _readout_weight(model, core, layer, 0)
+    return FinalAttribution(
+        weight=weight, contribution=torch.linalg.vector_norm(wr, dim=-1),
+        logit=None if readout is None else wr @ readout.T,
+    )
+
+
 def final_token_weights(model, x: torch.Tensor, *, layer: int = -1, log: bool = False) -> torch.Tensor:
     """For a batch, the unit-averaged weight of every token in the final left-to-right state:
-    ``mean_u w[L-1, k, u]``, shape ``(B, L)`` (log values with ``log=True``).
+    ``mean_u w[L-1, k, u]``, shape ``(B, L)`` (log values with ``log=True``, which never underflow).
 
     ``x`` is batch first: ``(B, L)`` ids for a model with an embedding, else ``(B, L, D)``.
     """

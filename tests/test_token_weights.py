@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drnn_demo.models import LRN, SequenceModel, StackedRNN
-from drnn_demo.token_weights import final_token_weights, token_weights
+from drnn_demo.token_weights import final_token_attribution, final_token_weights, token_weights
 
 
 def naive_weights(i, f):
@@ -172,6 +172,27 @@ def test_identity_unfolding_is_exact_for_any_sizes(length, hidden, scale, seed):
     assert tw.max_error <= 1e-10 * max(1.0, float(tw.hidden.abs().max()))
     assert (tw.mean.diagonal() > 0).all()
     assert math.isclose(tw.relative_error, tw.max_error / max(float(tw.hidden.abs().max()), 1e-300), rel_tol=1e-9)
+
+
+def test_logit_contributions_sum_to_the_logits_and_batched_attribution_agrees():
+    torch.manual_seed(7)
+    model = SequenceModel("lrn", dict(hidden_size=6, activation="identity"), input_size=4, output_size=3,
+                          vocab_size=15, readout="last")
+    ids = torch.randint(0, 15, (5, 13))
+    logits = model(ids).double()
+    attribution = final_token_attribution(model, ids)
+    assert attribution.logit.shape == (5, 13, 3)
+    for n in range(5):
+        tw = token_weights(model, ids[n])
+        shares = tw.logit_contributions(-1)
+        torch.testing.assert_close(shares.sum(0) + model.head.bias.double(), logits[n], atol=1e-5, rtol=0)
+        torch.testing.assert_close(attribution.logit[n], shares, atol=1e-12, rtol=1e-10)
+        torch.testing.assert_close(attribution.weight[n], tw.mean[-1], atol=1e-14, rtol=1e-12)
+        torch.testing.assert_close(attribution.contribution[n], tw.contribution[-1], atol=1e-12, rtol=1e-10)
+    assert token_weights(LRN(3, 4), torch.randn(5, 3)).readout_weight is None
+    with pytest.raises(ValueError, match="SequenceModel"):
+        token_weights(LRN(3, 4), torch.randn(5, 3)).logit_contributions()
+    assert final_token_attribution(LRN(3, 4, batch_first=True), torch.randn(2, 5, 3)).logit is None
 
 
 def test_bad_arguments():
