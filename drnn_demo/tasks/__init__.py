@@ -32,8 +32,17 @@ def task_arguments(name: str) -> dict[str, object]:
     """The constructor arguments of task ``name`` and their defaults."""
     if name not in TASKS:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {name!r}")
-    params = inspect.signature(TASKS[name]).parameters.values()
-    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    arguments: dict[str, object] = {}
+    for cls in TASKS[name].__mro__:  # an __init__(self, extra, **kwargs) also takes its parent's arguments
+        if "__init__" not in vars(cls):
+            continue
+        params = inspect.signature(cls.__init__).parameters.values()
+        for p in params:
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                arguments.setdefault(p.name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return arguments
 
 
 def build_task(name: str, **args) -> Task:

@@ -8,6 +8,8 @@ set the class attributes, fill ``self.args`` with their constructor arguments an
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -64,6 +66,20 @@ class Task:
         Always generated on the CPU so the data do not depend on the device; move them yourself.
         """
         raise NotImplementedError
+
+    def eval_set(self, split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed validation (``split="val"``) or test (``"test"``) set the trainer scores on.
+
+        Synthetic tasks draw ``n`` examples from ``seed`` (the trainer derives distinct seeds for
+        training, validation and test). A task built on a fixed data set declares a ``split``
+        keyword in :meth:`sample` (``"train"`` by default); it is then called with
+        ``split="val"`` / ``"test"`` so held-out examples are never trained on.
+        """
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be one of ['val', 'test'], got {split!r}")
+        if "split" in inspect.signature(self.sample).parameters:
+            return self.sample(n, seed, split=split)
+        return self.sample(n, seed)
 
     @staticmethod
     def _generator(n: int, seed: int) -> torch.Generator:

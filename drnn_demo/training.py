@@ -1,0 +1,388 @@
+"""Training: a config dataclass, the one builder of task + model, and a Trainer with callbacks.
+
+::
+
+    config = TrainConfig(task="reversal", model={"core": "delayed",
+                         "core_args": {"hidden_size": 64, "delay": 19, "cell": "lstm"}}, steps=2000)
+    result = Trainer(config, on_progress=print).run()
+    result.status, result.test_metrics["accuracy"]          # "finished", 0.99...
+    save_checkpoint("runs/reversal", result.model, result.card())
+
+Data are infinite: every step draws a fresh batch from ``task.sample(batch_size, seed_k)`` with
+``seed_k`` derived from ``(config.seed, "train", step)``; the validation and test sets are fixed,
+``task.eval_set("val" | "test", size, seed)`` with seeds derived from ``(config.seed, "val")`` and
+``(config.seed, "test")``, so the three never share a seed (tasks on a fixed data set return their
+held-out splits there) and a run is reproducible from its config alone (on a given device).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .models import SequenceModel
+from .tasks import Task, build_task
+
+LR_SCHEDULES = ("constant", "cosine")
+STATUSES = ("finished", "early_stopped", "diverged", "cancelled")
+_PURPOSES = {"train": 0, "val": 1, "test": 2}
+
+
+def derived_seed(seed: int, purpose: str, index: int = 0) -> int:
+    """A 31-bit seed for ``purpose`` ("train" | "val" | "test") and ``index`` (the step), from ``seed``.
+
+    Distinct purposes and indices give statistically independent streams (numpy's SeedSequence).
+    """
+    state = np.random.SeedSequence([int(seed), _PURPOSES[purpose], int(index)]).generate_state(1)
+    return int(state[0] >> 1)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; JSON round-trips through :meth:`to_dict` / :meth:`from_dict`.
+
+    Attributes:
+        task: a name in :data:`drnn_demo.tasks.TASKS`.
+        task_args: that task's constructor arguments (defaults for those left out).
+        model: :class:`~drnn_demo.models.SequenceModel` keywords except ``input_size``,
+            ``output_size`` and ``vocab_size``, which come from the task (for token inputs,
+            ``input_size`` may be given: it is the embedding size).
+        steps: training steps (one fresh batch each).
+        batch_size: sequences per step.
+        lr: Adam's learning rate.
+        clip: gradient norm clipping threshold (0 = no clipping).
+        eval_every: steps between validation evaluations (and progress reports with metrics).
+        patience: evaluations without validation improvement before early stopping (0 = off).
+        val_size, test_size: sizes of the fixed validation and test sets.
+        seed: seeds the model initialisation and all data.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+        log_every: steps between the cheap progress reports that carry only the training loss.
+        lr_schedule: "constant", or "cosine": ``lr`` decays to 0 along a half cosine over ``steps``
+            (small models reach a clean optimum much sooner with it).
+    """
+
+    task: str = "reversal"
+    task_args: dict = field(default_factory=dict)
+    model: dict = field(
+        default_factory=lambda: {"core": "delayed", "core_args": {"hidden_size": 64, "delay": 0, "cell": "lstm"}}
+    )
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 3e-3
+    clip: float = 1.0
+    eval_every: int = 100
+    patience: int = 10
+    val_size: int = 1000
+    test_size: int = 2000
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 10
+    lr_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "val_size", "test_size", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        for name, positive in (("lr", True), ("clip", False)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or value < 0 or (positive and value == 0):
+                raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} number, "
+                                 f"got {value!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not isinstance(self.task_args, dict):
+            raise ValueError(f"task_args must be a dict, got {self.task_args!r}")
+        if not isinstance(self.model, dict) or "core" not in self.model:
+            raise ValueError(f"model must be a dict with at least 'core' (and 'core_args'), got {self.model!r}")
+
+    def to_dict(self) -> dict:
+        """A JSON-able deep copy."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**copy.deepcopy(dict(data)))
+
+
+@dataclass
+class Progress:
+    """One progress report. ``metrics`` holds the validation metrics at an evaluation, else is empty.
+
+    ``loss`` is the mean training loss since the previous report; ``elapsed`` is in seconds.
+    """
+
+    step: int
+    total_steps: int
+    loss: float
+    metrics: dict[str, float]
+    elapsed: float
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.run` returns.
+
+    Attributes:
+        status: "finished" | "early_stopped" | "diverged" | "cancelled".
+        model: the model with the best validation weights seen (on the training device), or the
+            current weights if no evaluation happened yet.
+        history: ``{"step", "loss", "elapsed"}`` every ``log_every`` steps, plus ``"metrics"``
+            (validation) at every evaluation; the format :func:`drnn_demo.viz.training_curves` plots.
+        val_metrics, test_metrics: metrics of ``model`` on the fixed validation and test sets.
+        steps: training steps actually taken.
+        message: one human sentence on how the run ended.
+        best_step: the step of the kept weights (0 = the initial weights, None if never evaluated).
+        elapsed: seconds.
+        config: the run's config.
+        task: the task object (its ``per_position``, ``best_possible`` ... for the pages).
+    """
+
+    status: str
+    model: SequenceModel
+    history: list[dict]
+    val_metrics: dict
+    test_metrics: dict
+    steps: int
+    message: str
+    best_step: int | None = None
+    elapsed: float = 0.0
+    config: TrainConfig | None = None
+    task: Task | None = None
+
+    def card(self, **extra) -> dict:
+        """The model card for :func:`drnn_demo.checkpoints.save_checkpoint` (``extra`` is merged in)."""
+        config = self.config.to_dict() if self.config is not None else None
+        card = {
+            "task": config["task"] if config else None,
+            "task_args": dict(self.task.args) if self.task is not None else (config or {}).get("task_args"),
+            "train": config,
+            "metrics": {"val": dict(self.val_metrics), "test": dict(self.test_metrics)},
+            "seed": config["seed"] if config else None,
+            "status": self.status,
+            "steps": self.steps,
+            "best_step": self.best_step,
+            "elapsed": self.elapsed,
+            "message": self.message,
+            "history": self.history,
+        }
+        card.update(extra)
+        return card
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """``"auto"``: CUDA when available, else CPU. ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` when present.
+
+    Raises ``ValueError`` for an unknown name or a device this machine does not have.
+    """
+    if not isinstance(choice, str):
+        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {choice!r}")
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {choice!r}") from err
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {choice!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {choice!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return device
+    if device.type == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"device {choice!r} requested but MPS is not available here; use 'auto' or 'cpu'")
+        return device
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {choice!r}")
+
+
+def build_for_config(config: TrainConfig | dict) -> tuple[Task, SequenceModel]:
+    """The one place that builds a task and its model from a config (a :class:`TrainConfig` or its dict).
+
+    ``output_size`` and ``vocab_size`` always come from the task, ``readout`` defaults to the
+    task's, and ``input_size`` is the task's for float inputs (for token inputs ``model`` may set
+    it: the embedding size). Parameters are initialised from ``torch``'s current RNG state; the
+    :class:`Trainer` seeds it first.
+    """
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    task = build_task(config.task, **config.task_args)
+    kwargs = dict(config.model)
+    for key, value in (("output_size", task.output_size), ("vocab_size", task.vocab_size)):
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"model {key}={kwargs[key]!r} contradicts task {task.name!r}, which needs {value!r}")
+        kwargs[key] = value
+    if task.vocab_size is None and kwargs.get("input_size", task.input_size) != task.input_size:
+        raise ValueError(f"model input_size={kwargs['input_size']!r} contradicts task {task.name!r}, "
+                         f"whose inputs have {task.input_size} features")
+    kwargs.setdefault("input_size", task.input_size)
+    kwargs.setdefault("readout", task.readout)
+    kwargs.setdefault("core_args", {})
+    try:
+        model = SequenceModel(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"bad model config {config.model!r}: {err}") from err
+    return task, model
+
+
+@torch.no_grad()
+def predict(model: SequenceModel, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """``model(x)`` in eval mode, in chunks of ``batch_size``, on the model's device; returns it there."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        return torch.cat([model(x[i : i + batch_size].to(device)) for i in range(0, x.shape[0], batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict:
+    """``task.metrics`` of ``model`` on ``(x, y)``, predicted in chunks."""
+    pred = predict(model, x, batch_size)
+    return task.metrics(pred, y.to(pred.device))
+
+
+def _finite_state(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+class Trainer:
+    """Adam + gradient clipping on fresh seeded batches, early stopping on validation.
+
+    Args:
+        config: the run.
+        on_progress: called with a :class:`Progress` every ``log_every`` steps (training loss only)
+            and at every evaluation (with validation metrics). Keep it cheap; exceptions propagate.
+        should_stop: polled before every step; returning True ends the run as "cancelled" (the
+            best model so far is kept and scored).
+
+    :meth:`run` never raises on a diverging run: a non-finite training loss, gradient or
+    validation metric ends it as "diverged" and keeps the best weights seen.
+    """
+
+    def __init__(
+        self, config: TrainConfig, on_progress: Callable[[Progress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        if isinstance(config, dict):
+            config = TrainConfig.from_dict(config)
+        self.config = config
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def _report(self, progress: Progress) -> None:
+        if self.on_progress is not None:
+            self.on_progress(progress)
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        start = time.perf_counter()
+        device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        task, model = build_for_config(cfg)
+        model.to(device)
+        x_val, y_val = task.eval_set("val", cfg.val_size, derived_seed(cfg.seed, "val"))
+        x_test, y_test = task.eval_set("test", cfg.test_size, derived_seed(cfg.seed, "test"))
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        scheduler = None
+        if cfg.lr_schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps)))
+        sign = 1.0 if task.higher_is_better else -1.0
+
+        history: list[dict] = []
+        best_state, best_score, best_step = None, -math.inf, None
+        evals_since_best = 0
+        status, message, step = "finished", "", 0
+        running, running_n = 0.0, 0
+
+        model.train()
+        while step < cfg.steps:
+            if self.should_stop is not None and self.should_stop():
+                status, message = "cancelled", f"cancelled at step {step}"
+                break
+            x, y = task.sample(cfg.batch_size, derived_seed(cfg.seed, "train", step))
+            x, y = x.to(device), y.to(device)
+            loss = task.loss(model(x), y)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                status, message = "diverged", f"diverged at step {step + 1}: the training loss is {loss_value}"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for p in model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
+            if not math.isfinite(float(grad_norm)):
+                status, message = "diverged", f"diverged at step {step + 1}: the gradient norm is {float(grad_norm)}"
+                break
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            running, running_n = running + loss_value, running_n + 1
+
+            is_eval = step % cfg.eval_every == 0 or step == cfg.steps
+            if step % cfg.log_every == 0 or is_eval:
+                entry = {"step": step, "loss": running / running_n, "elapsed": time.perf_counter() - start}
+                running, running_n = 0.0, 0
+                if is_eval:
+                    entry["metrics"] = evaluate(model, task, x_val, y_val)
+                history.append(entry)
+                self._report(Progress(step, cfg.steps, entry["loss"], dict(entry.get("metrics", {})),
+                                      entry["elapsed"]))
+                if is_eval:
+                    score = entry["metrics"][task.metric]
+                    if not math.isfinite(score):
+                        status = "diverged"
+                        message = f"diverged at step {step}: the validation {task.metric} is {score}"
+                        break
+                    if sign * score > best_score:
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        best_score, best_step, evals_since_best = sign * score, step, 0
+                    else:
+                        evals_since_best += 1
+                        if cfg.patience and evals_since_best >= cfg.patience:
+                            status = "early_stopped"
+                            message = (f"early stop at step {step}: no validation improvement in "
+                                       f"{cfg.patience} evaluations")
+                            break
+
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        elif not _finite_state(model):  # diverged before the first evaluation: back to the start
+            torch.manual_seed(cfg.seed)
+            model = build_for_config(cfg)[1].to(device)
+            best_step = 0
+        val_metrics = evaluate(model, task, x_val, y_val)
+        test_metrics = evaluate(model, task, x_test, y_test)
+        elapsed = time.perf_counter() - start
+        kept = f"best validation {task.metric} {val_metrics[task.metric]:.4g} (step {best_step})" \
+            if best_step is not None else f"validation {task.metric} {val_metrics[task.metric]:.4g} (not yet evaluated)"
+        if status == "finished":
+            message = f"finished {step} steps"
+        if status == "diverged":
+            message += "; kept the best model so far"
+        message = f"{message}; {kept}; test {task.metric} {test_metrics[task.metric]:.4g}; {elapsed:.1f} s"
+        return TrainResult(status=status, model=model, history=history, val_metrics=val_metrics,
+                           test_metrics=test_metrics, steps=step, message=message, best_step=best_step,
+                           elapsed=elapsed, config=cfg, task=task)
