@@ -1,0 +1,286 @@
+"""Command line: ``python -m drnn_demo <command> [options]``.
+
+Commands:
+    train   train one model on one task, save a checkpoint, print the test metric
+    bench   the benchmark suite (same as ``python -m drnn_demo.bench``)
+
+Every command is a subparser with its own ``--help``; new commands (``pretrain``,
+``reproduce``) add a ``_add_<name>`` function and a line in :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from .models.common import CELLS, NONLINEARITIES
+
+MODEL_CHOICES = ("delayed", "stacked", "bidirectional")
+EXIT_DIVERGED, EXIT_CANCELLED = 3, 130
+
+
+def _task_names() -> list[str]:
+    from .tasks import TASKS
+
+    return sorted(TASKS)
+
+
+def _parse_value(text: str):
+    """``key=value`` values: JSON when it parses (numbers, true/false, null, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _task_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), _parse_value(value.strip())
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model on a task and save a checkpoint",
+        description="Train one model on one task with Adam, evaluate it on a fixed test set and save a "
+                    "checkpoint (<out>.safetensors + <out>.json). Progress goes to stderr; the test metric "
+                    "and the checkpoint path go to stdout.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="example: python -m drnn_demo train --task reversal --model delayed --delay 19 --cell lstm "
+               "--hidden-size 64 --steps 3000 --seed 0 --out runs/reversal-d19",
+    )
+    task = p.add_argument_group("task")
+    task.add_argument("--task", default="reversal", choices=_task_names(), help="the task to train on")
+    task.add_argument("--task-arg", action="append", type=_task_arg, default=[], metavar="KEY=VALUE",
+                      help="a task constructor argument, repeatable (e.g. --task-arg acausal=3); "
+                           "values are parsed as JSON when possible")
+    task.add_argument("-T", "--length", type=int, default=None,
+                      help="sequence length T (task argument 'length'; reversal and sine)")
+    task.add_argument("-V", "--classes", type=int, default=None,
+                      help="number of symbols V (task argument 'classes'; reversal)")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default="delayed", choices=MODEL_CHOICES,
+                       help="delayed: one layer with output delay; stacked / bidirectional: the baselines")
+    model.add_argument("--cell", default="lstm", choices=CELLS, help="recurrent cell")
+    model.add_argument("--nonlinearity", default="tanh", choices=NONLINEARITIES, help="for --cell rnn only")
+    model.add_argument("--delay", type=int, default=None, help="output delay d (delayed model only; default 0)")
+    model.add_argument("--hidden-size", type=int, default=64,
+                       help="hidden units (per layer for stacked/bidirectional when used with --layers)")
+    model.add_argument("--layers", type=int, default=None,
+                       help="stacked/bidirectional: number of layers, each of --hidden-size units (default 2)")
+    model.add_argument("--hidden-sizes", type=int, nargs="+", default=None, metavar="H",
+                       help="stacked/bidirectional: explicit per-layer sizes, e.g. --hidden-sizes 64 32")
+
+    train = p.add_argument_group("training")
+    train.add_argument("--steps", type=int, default=2000, help="training steps (a fresh batch each)")
+    train.add_argument("--batch-size", type=int, default=64, help="sequences per step")
+    train.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
+                       help="cosine: decay the learning rate to 0 over --steps")
+    train.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (0 = off)")
+    train.add_argument("--eval-every", type=int, default=100, help="steps between validation evaluations")
+    train.add_argument("--patience", type=int, default=10,
+                       help="evaluations without validation improvement before stopping early (0 = off)")
+    train.add_argument("--val-size", type=int, default=1000, help="validation sequences")
+    train.add_argument("--test-size", type=int, default=2000, help="test sequences")
+    train.add_argument("--seed", type=int, default=0, help="seeds the model and all data")
+    train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--out", default=None,
+                     help="checkpoint path without suffix (default runs/<task>-<model>[-d<delay>]-s<seed>)")
+    out.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    out.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_bench(subparsers) -> None:
+    subparsers.add_parser(
+        "bench", add_help=False, help="speed benchmarks as side-by-side ratios (see: bench --help)",
+        description="Delegates to python -m drnn_demo.bench; all its options apply.",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m drnn_demo",
+        description="drnn_demo: delayed, stacked and bidirectional recurrent networks, trained and compared.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(subparsers)
+    _add_bench(subparsers)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~drnn_demo.training.TrainConfig` for parsed ``train`` arguments (ValueError if inconsistent)."""
+    from .tasks import task_arguments
+    from .training import TrainConfig
+
+    task_args = dict(args.task_arg)
+    allowed = task_arguments(args.task)
+    for flag, key in (("--length", "length"), ("--classes", "classes")):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key not in allowed:
+            raise ValueError(f"{flag} does not apply to task {args.task!r} (its arguments: {sorted(allowed)}); "
+                             f"use --task-arg")
+        if key in task_args and task_args[key] != value:
+            raise ValueError(f"{flag} {value} contradicts --task-arg {key}={task_args[key]}")
+        task_args[key] = value
+
+    core_args: dict = {"cell": args.cell}
+    if args.cell == "rnn":
+        core_args["nonlinearity"] = args.nonlinearity
+    if args.model == "delayed":
+        if args.layers is not None or args.hidden_sizes is not None:
+            raise ValueError("--layers/--hidden-sizes apply to --model stacked or bidirectional; "
+                             "a delayed model has one layer of --hidden-size units")
+        core_args.update(hidden_size=args.hidden_size, delay=args.delay or 0)
+    else:
+        if args.delay:
+            raise ValueError(f"--delay applies to --model delayed only, not {args.model!r}")
+        if args.hidden_sizes is not None:
+            if args.layers is not None and args.layers != len(args.hidden_sizes):
+                raise ValueError(f"--layers {args.layers} contradicts --hidden-sizes {args.hidden_sizes}")
+            sizes = list(args.hidden_sizes)
+        else:
+            layers = 2 if args.layers is None else args.layers
+            if layers <= 0:
+                raise ValueError(f"--layers must be a positive integer, got {layers}")
+            sizes = [args.hidden_size] * layers
+        core_args["hidden_sizes"] = sizes
+    return TrainConfig(
+        task=args.task, task_args=task_args, model={"core": args.model, "core_args": core_args},
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, clip=args.clip, eval_every=args.eval_every,
+        patience=args.patience, val_size=args.val_size, test_size=args.test_size, seed=args.seed,
+        device=args.device, lr_schedule=args.lr_schedule,
+    )
+
+
+class _ProgressBar:
+    """tqdm when it is installed, else a plain text bar on stderr (one line per evaluation when not a tty)."""
+
+    def __init__(self, total: int, metric: str, enabled: bool = True):
+        self.total, self.metric, self.enabled = total, metric, enabled
+        self.tty = sys.stderr.isatty()
+        self.bar = None
+        self.last = 0
+        self.status = ""
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, p) -> None:
+        if not self.enabled:
+            return
+        if p.metrics:
+            self.status = f"val {self.metric} {p.metrics.get(self.metric, math.nan):.4g}"
+        if self.bar is not None:
+            self.bar.update(p.step - self.last)
+            self.bar.set_postfix_str(f"loss {p.loss:.4g} {self.status}".strip(), refresh=False)
+        else:
+            width = 30
+            filled = int(width * p.step / max(p.total_steps, 1))
+            line = (f"[{'#' * filled}{'.' * (width - filled)}] {p.step}/{p.total_steps} "
+                    f"loss {p.loss:.4g} {self.status} {p.elapsed:.0f}s")
+            if self.tty:
+                print("\r" + line, end="", file=sys.stderr, flush=True)
+            elif p.metrics:
+                print(line, file=sys.stderr, flush=True)
+        self.last = p.step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoints import save_checkpoint
+    from .tasks import TASKS
+    from .training import Trainer
+
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default_name = f"{config.task}-{args.model}" + (f"-d{args.delay or 0}" if args.model == "delayed" else "") \
+        + f"-s{config.seed}"
+    out = Path(args.out) if args.out else Path("runs") / default_name
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\ninterrupt: stopping after this step and saving the best model (again to abort)",
+              file=sys.stderr, flush=True)
+
+    bar = _ProgressBar(config.steps, TASKS[config.task].metric, enabled=not args.quiet)
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    start = time.perf_counter()
+    try:
+        result = Trainer(config, on_progress=bar, should_stop=lambda: stop["requested"]).run()
+    except ValueError as err:  # bad task/model arguments or an unavailable device
+        bar.close()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    bar.close()
+    path = save_checkpoint(out, result.model, result.card())
+    metric = result.task.metric
+    if args.json:
+        print(json.dumps({"status": result.status, "message": result.message, "checkpoint": str(path),
+                          "val_metrics": result.val_metrics, "test_metrics": result.test_metrics,
+                          "steps": result.steps, "seconds": time.perf_counter() - start}))
+    else:
+        print(f"{result.status}: {result.message}")
+        print(f"test {metric}: {result.test_metrics[metric]:.6g}")
+        for name, value in result.test_metrics.items():
+            if name != metric:
+                print(f"test {name}: {value:.6g}")
+        print(f"checkpoint: {path}")
+    return {"diverged": EXIT_DIVERGED, "cancelled": EXIT_CANCELLED}.get(result.status, 0)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return args.func(args)
