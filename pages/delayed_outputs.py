@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
-from drnn_demo.checkpoints import load_checkpoint
 
 from drnn_demo import viz
+from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, nearest, test_view
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
@@ -60,7 +60,7 @@ st.markdown(TASK_TEXT[task_name])
 
 task = build_task(task_name, **TASK_ARGS[task_name])
 metric = task.metric
-cards = catalog()
+cards = catalog(task_name)
 run_id = st.query_params.get("run")
 shown, note = None, ""
 if run_id:
@@ -90,7 +90,7 @@ else:
                               position, view.kind), key="do_sequence")
 
 # ---------------------------------------------------------------- metric vs delay, all models of this task
-ladder = [describe(c) for c in cards if c["task"] == task_name]
+ladder = [describe(c) for c in cards]
 points = [{"delay": c["delay"], "value": c["test"][metric], "label": c["name"]}
           for c in ladder if c["core"] == "delayed" and c["cell"] == "lstm" and c["hidden"] == 64]
 baselines = [{"name": f"{c['core']} LSTM ({c['layers']}×{c['hidden']})", "value": c["test"][metric]}

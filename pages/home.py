@@ -5,7 +5,9 @@ import torch
 
 from drnn_demo import viz
 from drnn_demo.equivalence import demo_report
-from pages.ui import chart
+from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe
+from drnn_demo.tasks import build_task
+from pages.ui import chart, job_manager
 
 st.title("drnn_demo: how recurrent topologies really behave")
 st.markdown(
@@ -23,11 +25,29 @@ def small_report():
     return demo_report("lstm", (4, 4, 4), 30, 0, 0.0)
 
 
-cards = st.columns(2)
+@st.cache_data(show_spinner=False)
+def reversal_ladder(signature: tuple):
+    """Test accuracy vs delay of the shipped reversal models (re-read when the files change)."""
+    ladder = [describe(c) for c in catalog("reversal")]
+    points = [{"delay": c["delay"], "value": c["test"]["accuracy"], "label": c["name"]}
+              for c in ladder if c["core"] == "delayed"]
+    baselines = [{"name": c["core"], "value": c["test"]["accuracy"]} for c in ladder if c["core"] != "delayed"]
+    return points, baselines
+
+
+cards = st.columns(3)
 with cards[0].container(border=True):
     st.subheader("Delayed outputs")
-    st.markdown("Reversal and sine filtering: accuracy against the delay, next to bidirectional and stacked "
+    st.markdown("Reversal and sine filtering: the metric against the delay, next to bidirectional and stacked "
                 "baselines and the theoretical bound.")
+    points, baselines = reversal_ladder(tuple(sorted(p.name for p in PRETRAINED_DIR.glob("*.json"))))
+    if points:
+        delays = list(range(20))
+        task = build_task("reversal")
+        chart(viz.metric_vs_delay(points, "accuracy", baselines, (delays, [task.best_possible(d) for d in delays])),
+              key="home_delayed")
+    else:
+        st.warning("No pretrained models yet: run `make pretrain`.")
     st.page_link("pages/delayed_outputs.py", label="Open Delayed outputs", icon=":material/fast_forward:")
 with cards[1].container(border=True):
     st.subheader("Stacked ≡ Delayed")
@@ -35,6 +55,15 @@ with cards[1].container(border=True):
     st.markdown(f"A 3-layer LSTM and its one-layer delayed twin differ by at most **{report.max_error:.1e}**.")
     chart(viz.layer_errors(report.layer_error), key="home_eq")
     st.page_link("pages/equivalence.py", label="Open Stacked ≡ Delayed", icon=":material/stacks:")
+with cards[2].container(border=True):
+    st.subheader("Training runs")
+    runs = job_manager().runs()
+    st.markdown(f"Small models train in background processes while you explore. **{len(runs)}** run(s) so far, "
+                f"{sum(r.active for r in runs)} active.")
+    if runs and runs[0].history:
+        chart(viz.training_curves(runs[0].history), key="home_runs")
+        st.caption(f"Latest: {runs[0].label} ({runs[0].status.replace('_', ' ')})")
+    st.page_link("pages/training_runs.py", label="Open Training runs", icon=":material/directions_run:")
 
 st.subheader("Seed papers")
 st.markdown(

@@ -61,3 +61,23 @@ def test_a_copied_url_reproduces_the_equivalence_view(server, page):
     wait_idle(page)
     page.wait_for_selector("text=H=13, d=1")
     assert "no (GRU)" in page.inner_text("body")
+
+
+def test_a_short_run_shows_progress_and_finishes(server, page):
+    base, _ = server
+    page.goto(f"{base}/delayed?task=sine&delay_sine=5")
+    wait_idle(page)
+    steps = page.get_by_label("Steps")
+    steps.fill("300")
+    steps.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Train this configuration").click()
+    page.wait_for_selector("[data-testid='stProgress']", timeout=60_000)
+    screenshot(page, "run-in-progress")
+    page.wait_for_selector("text=Show this run here", timeout=240_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.goto(f"{base}/runs")
+    wait_idle(page)
+    page.wait_for_selector("text=sine lstm d=5 h=64")
+    assert "finished" in page.inner_text("body")
+    screenshot(page, "runs-after-finish")
