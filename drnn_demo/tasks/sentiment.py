@@ -240,6 +240,9 @@ class SentimentResult:
         card = {
             "task": "sentiment",
             "task_args": {"min_count": cfg["min_count"]},
+            # not the generic Trainer: its test set is the fixed split, measured unpadded (see train_sentiment);
+            # TrainConfig.from_dict(card["train"]) refuses the extra keys on purpose
+            "trainer": train["trainer"],
             "train": train,
             "seed": cfg["seed"],
             "metrics": self.metrics,
