@@ -128,7 +128,7 @@ def nearest(cards: list[dict], task: str, cell: str, delay: int, hidden: int) ->
 
 
 @dataclass
-class TestView:
+class TestSetView:
     """A loaded model on its own test set: what the Delayed outputs page draws.
 
     ``inputs`` ``(n, T)`` tokens (classification) or values (regression) of the first ``n`` test
@@ -144,7 +144,7 @@ class TestView:
     kind: str
 
 
-def test_view(model, card: dict, examples: int = 8, test_size: int | None = None) -> TestView:
+def evaluate_on_test_set(model, card: dict, examples: int = 8, test_size: int | None = None) -> TestSetView:
     """Run a loaded checkpoint (``load_checkpoint``) on the test set its training run used (same seed)."""
     from .tasks import build_task
 
@@ -156,6 +156,6 @@ def test_view(model, card: dict, examples: int = 8, test_size: int | None = None
         inputs, predictions, targets = x.argmax(-1), pred.argmax(-1), y
     else:  # one feature per step
         inputs, predictions, targets = x[..., 0], pred[..., 0], y[..., 0]
-    return TestView(inputs=inputs[:examples].numpy(), targets=targets[:examples].numpy(),
+    return TestSetView(inputs=inputs[:examples].numpy(), targets=targets[:examples].numpy(),
                     predictions=predictions[:examples].numpy(), per_position=task.per_position(pred, y),
                     metrics=task.metrics(pred, y), kind=task.kind)

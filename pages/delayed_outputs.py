@@ -7,7 +7,7 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.checkpoints import load_checkpoint
-from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, nearest, test_view
+from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
 from pages.ui import chart, device, format_seconds, job_manager, seed
@@ -40,7 +40,7 @@ def load(path: str, mtime: float):
 @st.cache_data(max_entries=64, show_spinner="Evaluating on the test set…")
 def evaluate(path: str, mtime: float):
     model, card = load(path, mtime)
-    return test_view(model, card)
+    return evaluate_on_test_set(model, card)
 
 
 def view_of(path: str):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from drnn_demo.checkpoints import load_checkpoint
-from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe, entries, nearest, test_view
+from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe, entries, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 
 NAMES = {e.name for e in entries(["delayed_outputs"])}
@@ -22,7 +22,7 @@ def test_every_entry_is_shipped_and_the_directory_is_small():
 @pytest.mark.parametrize("card", CARDS, ids=[c.get("name", c["path"]) for c in CARDS])
 def test_each_checkpoint_reloads_and_re_measures_its_metric(card):
     model, loaded = load_checkpoint(card["path"])
-    view = test_view(model, loaded)
+    view = evaluate_on_test_set(model, loaded)
     metric = build_task(card["task"]).metric
     claimed = card["metrics"]["test"][metric]
     assert view.metrics[metric] == pytest.approx(claimed, rel=1e-3, abs=1e-4)
