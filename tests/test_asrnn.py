@@ -236,3 +236,22 @@ def test_bad_inputs():
         model(torch.randn(3, 2, 5))
     with pytest.raises(ValueError, match="hx"):
         model(torch.randn(3, 2, 2), torch.zeros(2, 4))
+
+
+def test_frozen_weights_give_the_same_outputs_and_gradients_step_by_step():
+    torch.manual_seed(0)
+    model = trained_like(ASRNN(3, 5, a=0.1, b=1.0))
+    x = torch.randn(6, 2, 3)
+    full, _ = model(x)
+    grads = torch.autograd.grad(full.sum(), list(model.parameters()))
+    with model.frozen_weights():
+        h, steps = None, []
+        for t in range(6):
+            out, h = model(x[t : t + 1], h)
+            steps.append(out)
+        stepped = torch.cat(steps)
+        stepped_grads = torch.autograd.grad(stepped.sum(), list(model.parameters()))
+    assert model._frozen is None
+    torch.testing.assert_close(stepped, full, rtol=0, atol=1e-12)
+    for g, r in zip(stepped_grads, grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)

@@ -3,7 +3,6 @@ is fixed, the splits never overlap, and a small recurrent model learns the task.
 
 import math
 
-import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
@@ -98,14 +97,24 @@ def test_bad_arguments(kwargs, match):
         Digits().sample(3, 0, split="validation")
 
 
+@pytest.fixture
+def one_thread():
+    """Two threads on a shared, busy 2-core machine can be 10x slower than one: train on one."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
-def test_small_lstm_learns_sequential_digits():
+def test_small_asrnn_learns_sequential_digits(one_thread):
+    """Measured: ~88 % test accuracy after 150 steps (chance is 10 %)."""
     torch.manual_seed(0)
     task = Digits()
-    model = SequenceModel("stacked", {"hidden_sizes": [64], "cell": "lstm"}, input_size=1, output_size=10,
+    model = SequenceModel("asrnn", {"hidden_size": 64, "init": "cayley"}, input_size=1, output_size=10,
                           readout="last")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(300):
+    for step in range(150):
         x, y = task.sample(64, seed=step)
         loss = task.loss(model(x), y)
         optimizer.zero_grad()
@@ -115,5 +124,4 @@ def test_small_lstm_learns_sequential_digits():
     x, y = task.sample(360, 0, split="test")
     with torch.no_grad():
         accuracy = task.metrics(model(x), y)["accuracy"]
-    assert accuracy > 0.7, accuracy
-    assert np.isfinite(accuracy)
+    assert accuracy > 0.75, accuracy

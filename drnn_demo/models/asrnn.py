@@ -12,6 +12,7 @@ the same orthogonal ``W_hh`` with ``h_t = modReLU(W_xh x_t + W_hh h_{t-1})``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -153,6 +154,7 @@ class ASRNN(nn.Module):
             self.s = nn.Parameter(torch.empty(hidden_size))
         else:
             self.modrelu_bias = nn.Parameter(torch.empty(hidden_size))
+        self._frozen: dict[str, torch.Tensor] | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -180,12 +182,30 @@ class ASRNN(nn.Module):
     @property
     def weight_hh(self) -> torch.Tensor:
         """``W_hh`` ``(H, H)``, orthogonal."""
+        if self._frozen is not None:
+            return self._frozen["W_hh"]
         return orthogonal_from_skew(skew(self.skew_hh), self.parametrization)
 
     @property
     def basis_f(self) -> torch.Tensor:
         """``U_f`` ``(H, H)``, orthogonal (asRNN only)."""
+        if self._frozen is not None:
+            return self._frozen["U_f"]
         return orthogonal_from_skew(skew(self.skew_f), self.parametrization)
+
+    @contextlib.contextmanager
+    def frozen_weights(self):
+        """Compute ``W_hh`` and ``U_f`` once for all calls inside the block (step-by-step analysis
+        calls the module once per step). Gradients still reach the parameters; do not change the
+        parameters inside the block."""
+        frozen = {"W_hh": self.weight_hh}
+        if self.nonlinearity == "asrnn":
+            frozen["U_f"] = self.basis_f
+        self._frozen = frozen
+        try:
+            yield self
+        finally:
+            self._frozen = None
 
     @property
     def saturation(self) -> torch.Tensor:

@@ -1,0 +1,377 @@
+"""Memory & stability: train cells on copy memory and measure what the page plots.
+
+Everything the "Memory & stability" page shows comes from here, as plain numbers:
+
+- cross-entropy against iteration, with the baseline ``K ln 8 / (L + 2K)`` of "blank, then
+  guess" (:func:`train_memory_model` records it; :attr:`MemoryRun.history`);
+- the gradient norm ``||dL/ds_t||`` of the recurrent state over time (:func:`state_gradient_norms`),
+  which shows whether the loss at the recall steps reaches the steps that stored the symbols;
+- asRNN's saturation levels ``|s| + eps`` (:func:`saturation_levels`) and how they move during
+  training (:attr:`MemoryRun.snapshots`);
+- the orthogonality error ``||W_hh^T W_hh - I||_F`` (:func:`orthogonality_error`).
+
+Each cell trains with the optimiser its paper uses (:data:`MEMORY_SPECS`): RMSprop with a
+separate, smaller learning rate on the orthogonal parameters for asRNN and expRNN (as the asRNN
+reference code), RMSprop for LSTM, SRU and LRN. :func:`pretrain_memory_models` writes the small
+checkpoints the page opens with (``pretrained/copy_L50_<cell>.{safetensors,json}``), the card
+carrying the training curve, the snapshots and the gradient norms at initialisation and at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .models import ASRNN, SequenceModel
+from .models.asrnn import orthogonal_param_groups
+from .models.common import check_choice, check_positive_int
+from .tasks import Task, build_task
+from .training import derived_seed
+
+COPY_TASK = {"copy_length": 10, "gap": 50}
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """How to build and train one cell on copy memory.
+
+    ``core`` / ``core_args``: the registry entry (``hidden_size`` is added by the builder).
+    ``optimizer``: "rmsprop" (smoothing ``alpha``) or "adam"; ``lr``; ``orthogonal_lr`` for the
+    skew parameter of an orthogonal ``W_hh`` (None: ``lr / 10``); ``clip``: gradient-norm
+    clipping (0 = off); ``forget_bias``: initial LSTM forget-gate bias (split over its two biases).
+    """
+
+    core: str
+    core_args: dict = field(default_factory=dict)
+    optimizer: str = "rmsprop"
+    lr: float = 1e-3
+    orthogonal_lr: float | None = None
+    alpha: float = 0.9
+    clip: float = 1.0
+    forget_bias: float | None = None
+
+
+# The cells of the page. The asRNN/expRNN settings follow the reference code's copy task
+# (Henaff initialisation, RMSprop alpha=0.9, orthogonal lr = lr / 10, clip 10 for asRNN; s starts at
+# 0 and eps=1e-5, so asRNN starts as the linear orthogonal RNN); LSTM has forget bias 1 and clip 1.
+# The learning rates are larger than the reference's because the budget here is minutes of CPU.
+MEMORY_SPECS: dict[str, MemorySpec] = {
+    "lstm": MemorySpec("stacked", {"cell": "lstm"}, lr=1e-3, clip=1.0, forget_bias=1.0),
+    "exprnn": MemorySpec("exprnn", {"init": "henaff"}, lr=1e-3, orthogonal_lr=1e-4, clip=0.0),
+    "asrnn": MemorySpec("asrnn", {"init": "henaff", "a": 0.0, "b": 0.0, "eps": 1e-5}, lr=1e-3,
+                        orthogonal_lr=1e-4, clip=10.0),
+    "sru": MemorySpec("sru", {"num_layers": 2}, lr=1e-3, clip=1.0),
+    "lrn": MemorySpec("lrn", {}, lr=1e-3, clip=1.0),
+}
+MEMORY_MODELS = tuple(MEMORY_SPECS)
+
+
+def memory_task(copy_length: int = COPY_TASK["copy_length"], gap: int = COPY_TASK["gap"]) -> Task:
+    """The copy-memory task of the page (``K`` symbols, gap ``L``)."""
+    return build_task("copy_memory", copy_length=copy_length, gap=gap)
+
+
+def baseline_loss(task: Task) -> float:
+    """The cross-entropy of "blank, then a uniform guess": ``K ln 8 / (L + 2K)`` for copy memory."""
+    return float(task.baseline_loss)
+
+
+def build_memory_model(name: str, task: Task, hidden_size: int = 128, spec: MemorySpec | None = None) -> SequenceModel:
+    """The :class:`SequenceModel` of cell ``name`` (a key of :data:`MEMORY_SPECS`) for ``task``.
+
+    Parameters come from torch's current RNG state: seed it first.
+    """
+    check_choice("name", name, MEMORY_MODELS)
+    check_positive_int("hidden_size", hidden_size)
+    spec = spec or MEMORY_SPECS[name]
+    core_args = dict(spec.core_args)
+    if spec.core == "stacked":
+        core_args["hidden_sizes"] = [hidden_size]
+    else:
+        core_args["hidden_size"] = hidden_size
+    model = SequenceModel(spec.core, core_args, input_size=task.input_size, output_size=task.output_size,
+                          vocab_size=task.vocab_size, readout=task.readout)
+    if spec.forget_bias is not None:
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.LSTM):
+                    for name_, p in module.named_parameters():
+                        if name_.startswith("bias"):
+                            p[module.hidden_size : 2 * module.hidden_size] = spec.forget_bias / 2
+    return model
+
+
+def make_memory_optimizer(model: nn.Module, spec: MemorySpec) -> torch.optim.Optimizer:
+    """The spec's optimiser; orthogonal ``W_hh`` parameters get ``spec.orthogonal_lr`` (see
+    :func:`drnn_demo.models.asrnn.orthogonal_param_groups`)."""
+    check_choice("optimizer", spec.optimizer, ("rmsprop", "adam"))
+    groups = orthogonal_param_groups(model, spec.lr, spec.orthogonal_lr)
+    if spec.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=spec.lr, alpha=spec.alpha)
+    return torch.optim.Adam(groups, lr=spec.lr)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def recurrent_core(model: nn.Module) -> nn.Module:
+    """The recurrent module inside ``model`` (its ``core`` for a :class:`SequenceModel`)."""
+    return getattr(model, "core", model)
+
+
+def saturation_levels(model: nn.Module) -> np.ndarray | None:
+    """asRNN's saturation levels ``|s| + eps``, shape ``(H,)``; None for other cells.
+
+    Small levels: the unit is linear (an orthogonal RNN); large: it saturates like tanh.
+    """
+    core = recurrent_core(model)
+    if not isinstance(core, ASRNN) or core.nonlinearity != "asrnn":
+        return None
+    return core.saturation.detach().cpu().double().numpy()
+
+
+def orthogonality_error(model: nn.Module) -> float | None:
+    """``||W_hh^T W_hh - I||_F`` (in float64) of an asRNN / expRNN; None for other cells."""
+    core = recurrent_core(model)
+    if not isinstance(core, ASRNN):
+        return None
+    w = core.weight_hh.detach().double()
+    return float(torch.linalg.matrix_norm(w.T @ w - torch.eye(w.shape[0], dtype=w.dtype, device=w.device)))
+
+
+def _flatten(state) -> list[torch.Tensor]:
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for item in state for t in _flatten(item)]
+
+
+def _rebuild(state, leaves: list[torch.Tensor]):
+    """``state`` with its tensors replaced, in :func:`_flatten` order, by ``leaves`` (consumed)."""
+    if isinstance(state, torch.Tensor):
+        return leaves.pop(0)
+    items = [_rebuild(item, leaves) for item in state]
+    return tuple(items) if isinstance(state, tuple) else items
+
+
+def state_gradient_norms(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    r"""``||dL/ds_t||`` for ``t = 0 .. T-1``: how strongly the loss depends on the recurrent state.
+
+    ``s_t`` is the state the cell carries from step ``t`` to ``t + 1``: ``h_t`` for asRNN,
+    expRNN, LRN and a vanilla RNN, ``h_t`` (not ``c_t``) for an LSTM, the cell state ``c_t`` for
+    SRU (whose ``h_t`` is not recurrent); for several layers, the first layer's. The derivative is
+    the total one: through every later step and, when the output at ``t`` is that state, through
+    the readout at ``t`` too. ``L`` is ``task.loss`` (the batch mean), the norm is taken over the
+    batch and the units. Computed by running the core one step at a time with a zero probe added
+    to the state, so it works for any registered core that takes and returns its state like
+    ``torch.nn.RNN`` (delayed cores only with delay 0).
+
+    Shapes: ``x`` ``(B, T, ...)`` and ``y`` as ``task.sample`` returns them; result ``(T,)``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        param = next(model.parameters())
+        x, y = x.to(param.device), y.to(param.device)
+        if x.is_floating_point():
+            x = x.to(param.dtype)
+        inputs = model.embedding(x) if model.embedding is not None else x
+        core = recurrent_core(model)
+        state, outputs, probes = None, [], []
+        frozen = core.frozen_weights() if isinstance(core, ASRNN) else contextlib.nullcontext()
+        with torch.enable_grad(), frozen:
+            for t in range(inputs.shape[1]):
+                out, state = core(inputs[:, t : t + 1], state)
+                leaves = _flatten(state)
+                probe = torch.zeros_like(leaves[0], requires_grad=True)
+                tied = leaves[0].shape[0] == 1 and leaves[0].shape[1:] == out[:, -1].shape \
+                    and torch.equal(leaves[0][0], out[:, -1])
+                if tied:  # the output is the state: make them one tensor, so the readout counts too
+                    leaves[0] = out.transpose(0, 1) + probe
+                    out = leaves[0].transpose(0, 1)
+                else:
+                    leaves[0] = leaves[0] + probe
+                state = _rebuild(state, leaves)
+                outputs.append(out)
+                probes.append(probe)
+            hidden = torch.cat(outputs, dim=1)
+            pred = model.head(hidden[:, -1] if model.readout == "last" else hidden)
+            grads = torch.autograd.grad(task.loss(pred, y), probes, allow_unused=True)
+        return np.array([0.0 if g is None else float(g.norm()) for g in grads])
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class MemoryRun:
+    """One cell trained on copy memory.
+
+    Attributes:
+        name: the cell (a key of :data:`MEMORY_SPECS`).
+        model: the trained :class:`SequenceModel` (final weights).
+        spec, task_args, hidden_size, seed, batch_size: how it was built and trained.
+        baseline: the task's baseline cross-entropy.
+        history: ``{"step": [...], "loss": [...]}``, the training cross-entropy of every step.
+        snapshots: every ``snapshot_every`` steps (and at step 0 and the end): ``{"step",
+            "val_loss", "saturation" (list or None), "orthogonality_error" (float or None)}``.
+        gradient_norms: ``{"initial": [...], "final": [...]}``, :func:`state_gradient_norms`
+            on a fixed batch before and after training.
+        status: "finished" | "cancelled" | "diverged"; elapsed: seconds.
+    """
+
+    name: str
+    model: SequenceModel
+    spec: MemorySpec
+    task_args: dict
+    hidden_size: int
+    seed: int
+    batch_size: int
+    baseline: float
+    history: dict = field(default_factory=lambda: {"step": [], "loss": []})
+    snapshots: list[dict] = field(default_factory=list)
+    gradient_norms: dict = field(default_factory=dict)
+    status: str = "finished"
+    elapsed: float = 0.0
+
+    @property
+    def final_loss(self) -> float:
+        """The validation cross-entropy at the last snapshot."""
+        return self.snapshots[-1]["val_loss"]
+
+    @property
+    def loss_ratio(self) -> float:
+        """``final_loss / baseline``: below 1 beats "blank, then guess"; near 0 solves the task."""
+        return self.final_loss / self.baseline
+
+    def card(self) -> dict:
+        """JSON-able summary for :func:`drnn_demo.checkpoints.save_checkpoint`."""
+        return {
+            "task": "copy_memory", "task_args": dict(self.task_args), "seed": self.seed,
+            "memory": {
+                "cell": self.name, "spec": asdict(self.spec), "hidden_size": self.hidden_size,
+                "batch_size": self.batch_size, "baseline": self.baseline, "final_loss": self.final_loss,
+                "loss_ratio": self.loss_ratio, "history": self.history, "snapshots": self.snapshots,
+                "gradient_norms": self.gradient_norms, "status": self.status, "elapsed": self.elapsed,
+            },
+            "metrics": {"val": {"cross_entropy": self.final_loss, "loss_ratio": self.loss_ratio}},
+        }
+
+
+def _snapshot(model, task, step, x_val, y_val) -> dict:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        val_loss = float(task.loss(model(x_val), y_val))
+    model.train(was_training)
+    levels = saturation_levels(model)
+    return {"step": step, "val_loss": val_loss, "saturation": None if levels is None else levels.tolist(),
+            "orthogonality_error": orthogonality_error(model)}
+
+
+def train_memory_model(
+    name: str, steps: int = 1000, task_args: dict | None = None, hidden_size: int = 128, batch_size: int = 128,
+    seed: int = 0, snapshot_every: int = 50, val_size: int = 500, spec: MemorySpec | None = None,
+    on_progress: Callable[[int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    device: str | torch.device = "cpu", **spec_overrides,
+) -> MemoryRun:
+    """Train cell ``name`` on copy memory for ``steps`` fresh batches; record what the page plots.
+
+    ``spec_overrides`` replace fields of the cell's :class:`MemorySpec` (``lr=3e-3``, ...).
+    ``on_progress(step, loss)`` is called after every step; ``should_stop()`` before every step
+    (True ends the run as "cancelled"). A non-finite loss ends it as "diverged". Data come from
+    seeds derived from ``seed`` (:func:`drnn_demo.training.derived_seed`), so a run is
+    reproducible from its arguments.
+    """
+    check_choice("name", name, MEMORY_MODELS)
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("snapshot_every", snapshot_every)
+    start = time.perf_counter()
+    task = memory_task(**(task_args or COPY_TASK))
+    spec = replace(spec or MEMORY_SPECS[name], **spec_overrides)
+    torch.manual_seed(seed)
+    model = build_memory_model(name, task, hidden_size, spec).to(device)
+    optimizer = make_memory_optimizer(model, spec)
+    x_val, y_val = (t.to(device) for t in task.sample(val_size, derived_seed(seed, "val")))
+    x_probe, y_probe = x_val[:64], y_val[:64]
+    run = MemoryRun(name, model, spec, dict(task.args), hidden_size, seed, batch_size, baseline_loss(task))
+    run.gradient_norms["initial"] = state_gradient_norms(model, task, x_probe, y_probe).tolist()
+    run.snapshots.append(_snapshot(model, task, 0, x_val, y_val))
+    model.train()
+    step = 0
+    while step < steps:
+        if should_stop is not None and should_stop():
+            run.status = "cancelled"
+            break
+        x, y = (t.to(device) for t in task.sample(batch_size, derived_seed(seed, "train", step)))
+        loss = task.loss(model(x), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            run.status = "diverged"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.clip)
+        optimizer.step()
+        step += 1
+        run.history["step"].append(step)
+        run.history["loss"].append(value)
+        if on_progress is not None:
+            on_progress(step, value)
+        if step % snapshot_every == 0 and step < steps:
+            run.snapshots.append(_snapshot(model, task, step, x_val, y_val))
+    if run.snapshots[-1]["step"] != step:
+        run.snapshots.append(_snapshot(model, task, step, x_val, y_val))
+    run.gradient_norms["final"] = state_gradient_norms(model, task, x_probe, y_probe).tolist()
+    run.elapsed = time.perf_counter() - start
+    return run
+
+
+# --------------------------------------------------------------------------- pretrained models
+
+PRETRAIN_CELLS = ("asrnn", "lstm", "exprnn", "sru")
+PRETRAIN_STEPS = 800
+
+
+def pretrained_name(cell: str, gap: int = COPY_TASK["gap"]) -> str:
+    """``copy_L50_asrnn`` ...: the checkpoint stem of a pretrained copy-memory model."""
+    return f"copy_L{gap}_{cell}"
+
+
+def pretrain_memory_models(
+    out: str | Path | None = None, cells: tuple[str, ...] = PRETRAIN_CELLS, steps: int = PRETRAIN_STEPS,
+    force: bool = False, log: Callable[[str], None] = print, **train_kwargs,
+) -> list[Path]:
+    """Train the page's copy-memory models (L = 50) and save them to ``out`` (default ``pretrained/``).
+
+    Skips cells whose checkpoint exists unless ``force``. Each checkpoint is
+    ``<out>/copy_L50_<cell>.{safetensors,json}`` (< 1 MB); the card's ``memory`` entry holds the
+    curve, the snapshots, the gradient norms and ``loss_ratio`` (final loss / baseline). Returns
+    the paths written. ``python -m drnn_demo pretrain`` calls this.
+    """
+    from .checkpoints import save_checkpoint
+    from .pretrained import PRETRAINED_DIR
+
+    out = Path(out) if out is not None else PRETRAINED_DIR
+    written = []
+    for cell in cells:
+        path = out / f"{pretrained_name(cell)}.safetensors"
+        if path.exists() and not force:
+            log(f"{path.name}: exists, skipped")
+            continue
+        log(f"{path.name}: training {cell} on copy memory (L={COPY_TASK['gap']}) for {steps} steps")
+        run = train_memory_model(cell, steps=steps, **train_kwargs)
+        written.append(save_checkpoint(path, run.model, run.card() | {"name": pretrained_name(cell)}))
+        log(f"    loss {run.final_loss:.4f} = {run.loss_ratio:.3f} x baseline, {run.elapsed:.0f} s")
+    return written
