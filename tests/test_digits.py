@@ -125,3 +125,17 @@ def test_small_asrnn_learns_sequential_digits(one_thread):
     with torch.no_grad():
         accuracy = task.metrics(model(x), y)["accuracy"]
     assert accuracy > 0.75, accuracy
+
+
+def test_registered_and_trainer_scores_on_held_out_splits():
+    from drnn_demo.tasks import build_task
+    from drnn_demo.training import TrainConfig, Trainer
+
+    task = build_task("digits", permuted=True)
+    assert isinstance(task, Digits) and task.readout == "last"
+    x_val, _ = task.eval_set("val", 1000, seed=3)
+    assert x_val.shape[0] == 180  # the whole validation split, not 1000 training draws
+    config = TrainConfig(task="digits", model={"core": "asrnn", "core_args": {"hidden_size": 8}}, steps=2,
+                         batch_size=4, eval_every=2, val_size=1000, test_size=1000, device="cpu")
+    result = Trainer(config).run()
+    assert result.status == "finished" and 0 <= result.test_metrics["accuracy"] <= 1

@@ -14,6 +14,7 @@ import inspect
 
 from .base import IGNORE_INDEX, Task
 from .copy_memory import CopyMemory
+from .digits import Digits
 from .keyword import LastKeyword
 from .reversal import Reversal, reversal_best_accuracy
 from .sentiment import Sentiment
@@ -25,6 +26,7 @@ TASKS: dict[str, type[Task]] = {
     "copy_memory": CopyMemory,
     "keyword": LastKeyword,
     "sentiment": Sentiment,
+    "digits": Digits,
 }
 
 
@@ -59,7 +61,7 @@ def build_task(name: str, **args) -> Task:
 
 
 __all__ = [
-    "IGNORE_INDEX", "TASKS", "CopyMemory", "LastKeyword", "Reversal", "Sentiment", "SineFiltering", "Task",
+    "IGNORE_INDEX", "TASKS", "CopyMemory", "Digits", "LastKeyword", "Reversal", "Sentiment", "SineFiltering", "Task",
     "build_task",
     "reversal_best_accuracy", "sine_filter", "sine_irreducible_mse", "task_arguments",
 ]
