@@ -20,6 +20,7 @@ TASK_TEXT = {
             "fixed random filter. A model with delay d ≥ 5 has read every tap it needs.",
 }
 MAX_DELAY = {"reversal": 19, "sine": 10}
+DEFAULT_DELAY = {"reversal": 9, "sine": 5}  # both have a pretrained model
 jobs = job_manager()
 
 
@@ -53,7 +54,7 @@ controls = st.columns([1.2, 1, 2, 1.2])
 task_name = controls[0].segmented_control("Task", ["reversal", "sine"], default="reversal", required=True,
                                           key="task", bind="query-params")
 cell = controls[1].selectbox("Cell", ["lstm", "gru", "rnn"], key="cell", bind="query-params")
-delay = controls[2].slider("Delay d", 0, MAX_DELAY[task_name], min(5, MAX_DELAY[task_name]), key=f"delay_{task_name}",
+delay = controls[2].slider("Delay d", 0, MAX_DELAY[task_name], DEFAULT_DELAY[task_name], key=f"delay_{task_name}",
                            bind="query-params", help="output t has read x[0..t+d]")
 hidden = controls[3].select_slider("Hidden size", [16, 32, 64, 128], value=64, key="hidden", bind="query-params")
 st.markdown(TASK_TEXT[task_name])

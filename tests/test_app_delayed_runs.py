@@ -14,7 +14,7 @@ def test_delayed_page_shows_the_model_the_curve_and_the_heatmap():
     at = open_page(DELAYED)
     assert not at.exception
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
-    assert any("delay d = 5" in t for t in titles)
+    assert any("delay d = 9" in t for t in titles)
     assert any("vs delay" in t for t in titles) and any("per output position" in t for t in titles)
     curve = figure_titled(at, "vs delay")
     names = [trace.get("name", "") for trace in curve["data"]]
@@ -61,5 +61,5 @@ def test_a_tiny_run_started_on_the_page_finishes_and_is_listed():
     assert any("finished" in s.value for s in at.success)
     at.switch_page(RUNS).run()
     assert not at.exception
-    assert any("reversal lstm d=5 h=64" in m.value for m in at.markdown)
+    assert any("reversal lstm d=9 h=64" in m.value for m in at.markdown)
     assert len(figures(at)) >= 1  # its curves
