@@ -62,7 +62,7 @@ def delayed_outputs_entries() -> list[Entry]:
     return entries
 
 
-# Groups other modules add to: name -> function returning entries.
+# Trainer-made entries, by group (the LRN and memory models have trainers of their own: see PRETRAINERS).
 GROUPS: dict[str, Callable[[], list[Entry]]] = {"delayed_outputs": delayed_outputs_entries}
 
 
@@ -72,6 +72,40 @@ def entries(groups: list[str] | None = None) -> list[Entry]:
         if g not in GROUPS:
             raise ValueError(f"group must be one of {sorted(GROUPS)}, got {g!r}")
     return [e for g in chosen for e in GROUPS[g]()]
+
+
+def _pretrain_lrn(out: Path, force: bool, log: Callable[[str], None]) -> None:
+    from .tasks.keyword import pretrain_keyword
+    from .tasks.sentiment import pretrain_sentiment
+
+    pretrain_sentiment(out, force=force, log=log)
+    pretrain_keyword(out, force=force, log=log)
+    pretrain_keyword(out, force=force, log=log, activation="tanh")
+
+
+def _pretrain_memory(out: Path, force: bool, log: Callable[[str], None]) -> None:
+    from .memory_analysis import pretrain_memory_models
+
+    pretrain_memory_models(out, force=force, log=log)
+
+
+# Everything `python -m drnn_demo pretrain` regenerates, by page.
+PRETRAINERS: dict[str, Callable[[Path, bool, Callable[[str], None]], object]] = {
+    "delayed_outputs": lambda out, force, log: pretrain(["delayed_outputs"], out, force, log=log),
+    "lrn": _pretrain_lrn,
+    "memory": _pretrain_memory,
+}
+
+
+def pretrain_all(groups: list[str] | None = None, out: Path = PRETRAINED_DIR, force: bool = False,
+                 log: Callable[[str], None] = print) -> None:
+    """Regenerate the checkpoints of ``groups`` (default: all of :data:`PRETRAINERS`); existing
+    ones are kept unless ``force``."""
+    for group in groups or list(PRETRAINERS):
+        if group not in PRETRAINERS:
+            raise ValueError(f"group must be one of {sorted(PRETRAINERS)}, got {group!r}")
+        log(f"== {group}")
+        PRETRAINERS[group](Path(out), force, log)
 
 
 def pretrain(groups: list[str] | None = None, out: Path = PRETRAINED_DIR, force: bool = False,

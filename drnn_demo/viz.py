@@ -16,7 +16,8 @@ from plotly.subplots import make_subplots
 DIVERGING = "RdBu_r"  # weights: blue negative, white zero, red positive
 SEQUENTIAL = "Viridis"
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13))
+LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13),
+              legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left"))
 
 
 def _finish(fig: go.Figure, title: str, height: int = 380, **layout) -> go.Figure:
@@ -192,9 +193,9 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
     if current is not None:
         fig.add_trace(go.Scatter(x=[current["delay"]], y=[current["value"]], mode="markers", name="shown model",
                                  marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color=PALETTE[1], width=3))))
-    fig.update_xaxes(title="delay d", dtick=1 if len(points) and max(p["delay"] for p in points) <= 25 else None)
+    fig.update_xaxes(title="delay d")
     fig.update_yaxes(title=metric, type="log" if lower_is_better else "linear")
-    return _finish(fig, f"Test {metric} vs delay", height=380)
+    return _finish(fig, f"Test {metric} vs delay", height=420, margin=dict(l=60, r=20, t=50, b=110))
 
 
 def position_heatmap(matrix: np.ndarray, delays: Sequence[int], metric: str) -> go.Figure:
