@@ -114,6 +114,7 @@ def run_train(config: dict, on_progress: ProgressCallback, should_stop: Callable
 
 RUN_KINDS: dict[str, RunKind] = {
     "train": run_train,
+    "memory": lambda *args: importlib.import_module("drnn_demo.memory_analysis").run_memory_job(*args),
 }
 
 

@@ -375,3 +375,36 @@ def pretrain_memory_models(
         written.append(save_checkpoint(path, run.model, run.card() | {"name": pretrained_name(cell)}))
         log(f"    loss {run.final_loss:.4f} = {run.loss_ratio:.3f} x baseline, {run.elapsed:.0f} s")
     return written
+
+
+# --------------------------------------------------------------------------- background runs
+
+
+def run_memory_job(config: dict, on_progress: Callable, should_stop: Callable[[], bool], run_dir: Path) -> dict:
+    """The ``"memory"`` run kind of :mod:`drnn_demo.jobs`: :func:`train_memory_model` in a worker.
+
+    ``config``: ``cell`` (a key of :data:`MEMORY_SPECS`), ``steps``, ``gap``, ``copy_length``,
+    ``hidden_size``, ``batch_size``, ``seed``, ``snapshot_every``, ``device`` ("auto" = CUDA when
+    present). The model and its card (:meth:`MemoryRun.card` plus ``run_id``) are saved to
+    ``run_dir/model.safetensors`` whatever the status, so the page can plot a cancelled run too.
+    """
+    from .checkpoints import save_checkpoint
+
+    config = dict(config)
+    cell = config.pop("cell")
+    steps = int(config.pop("steps", PRETRAIN_STEPS))
+    task_args = {"copy_length": int(config.pop("copy_length", COPY_TASK["copy_length"])),
+                 "gap": int(config.pop("gap", COPY_TASK["gap"]))}
+    device = config.pop("device", "auto")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = train_memory_model(
+        cell, steps=steps, task_args=task_args, device=device,
+        on_progress=lambda step, loss: on_progress({"step": step, "total_steps": steps, "loss": loss}),
+        should_stop=should_stop, **config)
+    card = run.card() | {"name": f"{pretrained_name(cell, task_args['gap'])}_{run_dir.name}", "run_id": run_dir.name}
+    checkpoint = save_checkpoint(Path(run_dir) / "model.safetensors", run.model, card)
+    message = (f"{cell}: validation cross-entropy {run.final_loss:.4f} = {run.loss_ratio:.3f} × baseline "
+               f"after {run.history['step'][-1] if run.history['step'] else 0} steps")
+    return {"status": run.status, "message": message, "checkpoint": checkpoint,
+            "metrics": {"val_cross_entropy": run.final_loss, "loss_ratio": run.loss_ratio}}
