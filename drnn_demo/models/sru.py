@@ -35,12 +35,17 @@ class SRURecurrence(torch.autograd.Function):
     with ``c_{-1} = c0``; ``x'`` is ``U_3`` when ``k = 4``, else ``skip_scale * skip`` (0 if
     ``skip`` is None), and ``m`` the dropout mask (1 if None).
 
-    Both passes loop over time with in-place ops on one ``(B, N)`` slice at a time, into
-    preallocated outputs: the slice stays in cache, and no full-size temporary is allocated
-    (a fresh ``(L, B, N)`` tensor costs more in page faults than the arithmetic on it). The
-    backward pass carries ``dL/dc_t`` from ``t + 1``:
-    ``dL/dc_{t-1} = G_t (f_t + S_t v_f) + dL/dU_{2,t} v_r`` with ``G_t`` the total gradient of
-    ``c_t`` and ``S_t = f_t (1 - f_t) (c_{t-1} - U_{0,t})``.
+    Only ``f_t`` and ``c_t`` are sequential: the forward loop does three in-place ops per step on
+    one ``(B, N)`` slice; ``r`` and ``h`` are then computed for all steps at once. Backward, with
+    ``S_t = f_t (1 - f_t) (c_{t-1} - U_{0,t})`` (= dc_t/dU_{1,t}), the total gradient ``G_t`` of
+    ``c_t`` obeys the linear recurrence
+
+    .. math:: G_t = D_t + A_{t+1} G_{t+1} + E_{t+1}, \qquad A_t = f_t + S_t v_f, \quad
+              E_t = v_r \odot \partial L / \partial (\text{r's pre-activation})_t
+
+    where ``D_t = m r_t ∂L/∂h_t`` is the direct part. ``D``, ``A`` and ``E`` are computed for a
+    block of steps at once (vectorised, cache-sized blocks), the recurrence takes two ops per
+    step. Outputs are written into preallocated buffers; no full-size temporaries.
 
     Inputs: ``u`` ``(L, B, k, N)``, ``skip`` ``(L, B, N)`` or None, ``weight_c = [v_f; v_r]`` and
     ``bias = [b_f; b_r]`` ``(2N,)``, ``c0`` ``(B, N)``, ``mask`` ``(B, N)`` or None,
@@ -50,85 +55,93 @@ class SRURecurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, skip, weight_c, bias, c0, mask, skip_scale=1.0):
         length, batch, k, n = u.shape
-        v, b = weight_c.view(2, n), bias.view(2, n)  # rows: forget, reset
-        gates = u.new_empty(length, batch, 2, n)  # [f_t, r_t]
-        states, h = u.new_empty(length, batch, n), u.new_empty(length, batch, n)
-        shown = u.new_empty(batch, n) if mask is not None else None
-        scaled = u.new_empty(batch, n) if skip is not None and skip_scale != 1.0 else None
-        # per-step views made once (one unbind each), not by indexing inside the loop
-        u0, u_gates = u[:, :, 0].unbind(0), u[:, :, 1:3].unbind(0)
-        skips = u[:, :, 3].unbind(0) if k == 4 else (skip.unbind(0) if skip is not None else None)
-        g_all, f_all, r_all = gates.unbind(0), gates[:, :, 0].unbind(0), gates[:, :, 1].unbind(0)
-        c_all, h_all = states.unbind(0), h.unbind(0)
+        v_f, v_r, b_f, b_r = weight_c[:n], weight_c[n:], bias[:n], bias[n:]
+        forget = torch.add(u[:, :, 1], b_f)  # pre-activations, made gates step by step
+        states = u.new_empty(length, batch, n)
+        f_steps, c_steps, u0_steps = forget.unbind(0), states.unbind(0), u[:, :, 0].unbind(0)
         c = c0
         for t in range(length):
-            torch.add(u_gates[t], b, out=g_all[t]).addcmul_(v, c.unsqueeze(1)).sigmoid_()
-            c = torch.lerp(u0[t], c, f_all[t], out=c_all[t])  # U0 + f (c - U0)
-            c_shown = c if mask is None else torch.mul(c, mask, out=shown)
-            if skips is None:
-                torch.mul(c_shown, r_all[t], out=h_all[t])
-            else:
-                x_t = skips[t] if scaled is None or k == 4 else torch.mul(skips[t], skip_scale, out=scaled)
-                torch.lerp(x_t, c_shown, r_all[t], out=h_all[t])
+            f = f_steps[t].addcmul_(v_f, c).sigmoid_()
+            c = torch.lerp(u0_steps[t], c, f, out=c_steps[t])  # U0 + f (c - U0)
+        reset = torch.add(u[:, :, 2], b_r)
+        reset[0].addcmul_(v_r, c0)
+        reset[1:].addcmul_(v_r, states[:-1])
+        reset.sigmoid_()
+        shown = states if mask is None else states * mask
+        if k == 4:
+            h = torch.lerp(u[:, :, 3], shown, reset)
+        elif skip is not None:
+            h = torch.mul(skip, skip_scale).lerp_(shown, reset)
+        else:
+            h = shown * reset
         ctx.skip_scale = skip_scale
-        ctx.save_for_backward(u, skip, weight_c, c0, mask, gates, states)
+        ctx.save_for_backward(u, skip, weight_c, c0, mask, forget, reset, states)
         return h, c.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h, grad_c_n):
-        u, skip, weight_c, c0, mask, gates, states = ctx.saved_tensors
-        skip_scale = ctx.skip_scale if u.shape[2] == 3 else 1.0
+        u, skip, weight_c, c0, mask, forget, reset, states = ctx.saved_tensors
         length, batch, k, n = u.shape
+        skip_scale = ctx.skip_scale
         v_f, v_r = weight_c[:n], weight_c[n:]
         grad_u = u.new_empty(length, batch, k, n)
         grad_skip = u.new_empty(length, batch, n) if skip is not None and ctx.needs_input_grad[1] else None
         carry = grad_c_n.clone(memory_format=torch.contiguous_format)  # dL/dc_t from the steps after t
-        spare = torch.empty_like(carry)
-        acc_v = c0.new_zeros(batch, 2, n)
-        r_slope, f_slope, gap_buf, total, slope = (u.new_empty(batch, n) for _ in range(5))
-        shown = u.new_empty(batch, n) if mask is not None else None
-        u0 = u[:, :, 0].unbind(0)
-        skips = u[:, :, 3].unbind(0) if k == 4 else (skip.unbind(0) if skip is not None else None)
-        f_all, r_all, c_all = gates[:, :, 0].unbind(0), gates[:, :, 1].unbind(0), states.unbind(0)
-        gh_all = grad_h.unbind(0)
-        gu0, gu1, gu2 = (grad_u[:, :, i].unbind(0) for i in range(3))
-        gu_gates = grad_u[:, :, 1:3].unbind(0)
-        gx_all = grad_u[:, :, 3].unbind(0) if k == 4 else (grad_skip.unbind(0) if grad_skip is not None else None)
-        prev_all = (c0.unsqueeze(1), *states[:-1].unsqueeze(2).unbind(0))  # c_{t-1}, (B, 1, N)
-        for t in range(length - 1, -1, -1):
-            g_h, f, r, c = gh_all[t], f_all[t], r_all[t], c_all[t]
-            c_prev = prev_all[t]
-            # through h_t = x' + r_t (m c_t - x'): the skip, then the reset gate's pre-activation
-            if gx_all is not None:
-                torch.addcmul(g_h, g_h, r, value=-1, out=gx_all[t])  # g (1 - r)
-            c_shown = c if mask is None else torch.mul(c, mask, out=shown)
-            if skips is None:
-                gap = c_shown
+        acc_v_f, acc_v_r = c0.new_zeros(n), c0.new_zeros(n)
+        block = max(1, min(length, _BLOCK_ELEMENTS // max(1, batch * n)))
+        prev, gap, total, f_slope, slope, factor, extra, scratch = (
+            u.new_empty(block, batch, n) for _ in range(8))
+        for t1 in range(length, 0, -block):
+            t0 = max(0, t1 - block)
+            m = t1 - t0
+            g_h, f, r, c = grad_h[t0:t1], forget[t0:t1], reset[t0:t1], states[t0:t1]
+            gu = grad_u[t0:t1]
+            c_prev = prev[:m]
+            if t0:
+                c_prev.copy_(states[t0 - 1 : t1 - 1])
             else:
-                gap = torch.sub(c_shown, skips[t], alpha=skip_scale, out=gap_buf)
-            torch.addcmul(r, r, r, value=-1, out=r_slope)  # r (1 - r)
-            grad_r = torch.mul(g_h, gap, out=gu2[t]).mul_(r_slope)
-            # G_t, the total gradient of c_t: through h_t and from the steps after t
-            torch.mul(g_h, r, out=total)
+                c_prev[0].copy_(c0)
+                c_prev[1:].copy_(states[: t1 - 1])
+            # through h_t = x' + r_t (m c_t - x'): the skip, then r's pre-activation
+            if k == 4:
+                torch.addcmul(g_h, g_h, r, value=-1, out=gu[:, :, 3])  # g (1 - r)
+            elif grad_skip is not None:
+                gx = torch.addcmul(g_h, g_h, r, value=-1, out=grad_skip[t0:t1])
+                if skip_scale != 1.0:
+                    gx.mul_(skip_scale)
+            c_shown = c if mask is None else torch.mul(c, mask, out=scratch[:m])
+            if k == 4:
+                diff = torch.sub(c_shown, u[t0:t1, :, 3], out=gap[:m])
+            elif skip is not None:
+                diff = torch.sub(c_shown, skip[t0:t1], alpha=skip_scale, out=gap[:m])
+            else:
+                diff = c_shown
+            grad_r = torch.mul(g_h, diff, out=gu[:, :, 2])
+            grad_r.mul_(torch.addcmul(r, r, r, value=-1, out=scratch[:m]))  # r (1 - r)
+            torch.mul(grad_r, v_r, out=extra[:m])  # E_t
+            torch.mul(g_h, r, out=total[:m])  # D_t
             if mask is not None:
-                total.mul_(mask)
-            total.add_(carry)
-            # through c_t = U0 + f (c_{t-1} - U0) and f's pre-activation
-            torch.addcmul(f, f, f, value=-1, out=f_slope)  # f (1 - f)
-            torch.sub(c_prev[:, 0], u0[t], out=slope).mul_(f_slope)
-            grad_f = torch.mul(total, slope, out=gu1[t])
-            carry, spare = torch.mul(total, f, out=spare), carry
-            torch.sub(total, carry, out=gu0[t])  # G (1 - f)
-            acc_v.addcmul_(gu_gates[t], c_prev)
-            carry.addcmul_(grad_f, v_f).addcmul_(grad_r, v_r)  # dL/dc_{t-1}
-        if grad_skip is not None and skip_scale != 1.0:
-            grad_skip.mul_(skip_scale)
-        grad_weight_c = acc_v.sum(0).view(-1) if ctx.needs_input_grad[2] else None
+                total[:m].mul_(mask)
+            torch.addcmul(f, f, f, value=-1, out=f_slope[:m])  # f (1 - f)
+            torch.sub(c_prev, u[t0:t1, :, 0], out=slope[:m]).mul_(f_slope[:m])  # S_t
+            torch.addcmul(f, slope[:m], v_f, out=factor[:m])  # A_t
+            total_steps, factor_steps, extra_steps = total[:m].unbind(0), factor[:m].unbind(0), extra[:m].unbind(0)
+            for i in range(m - 1, -1, -1):
+                g = total_steps[i].add_(carry)  # G_t
+                torch.addcmul(extra_steps[i], g, factor_steps[i], out=carry)  # dL/dc_{t-1}
+            grad_f = torch.mul(total[:m], slope[:m], out=gu[:, :, 1])
+            torch.addcmul(total[:m], total[:m], f, value=-1, out=gu[:, :, 0])  # G (1 - f)
+            acc_v_f += torch.mul(grad_f, c_prev, out=scratch[:m]).sum((0, 1))
+            acc_v_r += torch.mul(grad_r, c_prev, out=scratch[:m]).sum((0, 1))
+        grad_weight_c = torch.cat([acc_v_f, acc_v_r]) if ctx.needs_input_grad[2] else None
         grad_bias = None
         if ctx.needs_input_grad[3]:
             grad_bias = grad_u.view(-1, k, n).sum(0)[1:3].reshape(-1)
         return grad_u, grad_skip, grad_weight_c, grad_bias, carry, None, None
+
+
+_BLOCK_ELEMENTS = 1 << 16  # elements per block in the backward pass: cache-sized, and above torch's grain size
 
 
 def sru_recurrence(u, skip, weight_c, bias, c0, mask=None, skip_scale: float = 1.0):
