@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/delayed_outputs.py", title="Delayed outputs", icon=":material/fast_forward:", url_path="delayed"),
     st.Page("pages/equivalence.py", title="Stacked ≡ Delayed", icon=":material/stacks:", url_path="equivalence"),
+    st.Page("pages/memory.py", title="Memory & stability", icon=":material/memory:", url_path="memory"),
     st.Page("pages/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),
 ]
 navigation = st.navigation(PAGES)

@@ -1,0 +1,229 @@
+"""Memory & stability: LSTM, expRNN, asRNN, SRU and LRN on copy memory, side by side.
+
+Cross-entropy vs iteration with the baseline, ||dL/ds_t|| over time, asRNN's saturation levels and the
+orthogonality error of W_hh, from the pretrained checkpoints or from your own background runs.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from drnn_demo import viz
+from drnn_demo.checkpoints import CheckpointError, read_card
+from drnn_demo.memory_analysis import COPY_TASK, MEMORY_MODELS, PRETRAIN_STEPS, memory_task, pretrained_name
+from drnn_demo.pretrained import PRETRAINED_DIR
+from pages.ui import chart, device, format_seconds, job_manager, seed
+
+NAMES = viz.MEMORY_CELL_NAMES
+GAPS = [10, 25, 50, 100, 200]
+K = COPY_TASK["copy_length"]
+PRETRAINED_GAP = COPY_TASK["gap"]
+CELL_TEXT = {
+    "lstm": "gated, saturating", "exprnn": "orthogonal W_hh (expm), modReLU", "asrnn": "orthogonal W_hh, adaptive "
+    "saturation", "sru": "element-wise recurrence (2 layers)", "lrn": "element-wise recurrence, gates read h_{t-1}",
+}
+jobs = job_manager()
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def card_of(path: str, mtime: float) -> dict | None:
+    """The model card of a memory checkpoint (JSON only), cached by path and modification time."""
+    try:
+        card = read_card(path)
+    except CheckpointError:
+        return None
+    return card if isinstance(card.get("memory"), dict) else None
+
+
+def card_at(path: Path) -> dict | None:
+    return card_of(str(path), path.stat().st_mtime) if path.exists() else None
+
+
+def pretrained_card(cell: str, gap: int) -> tuple[dict | None, Path]:
+    path = PRETRAINED_DIR / f"{pretrained_name(cell, gap)}.safetensors"
+    return card_at(path), path
+
+
+def latest_runs(gap: int) -> dict:
+    """The newest memory run with a checkpoint for each cell at this gap: {cell: RunInfo}."""
+    found = {}
+    for info in jobs.runs():  # newest first
+        if info.kind != "memory" or info.checkpoint is None or int(info.config.get("gap", -1)) != gap:
+            continue
+        found.setdefault(info.config.get("cell"), info)
+    return found
+
+
+def gradient_reach(memory: dict, gap: int) -> str:
+    """||dL/ds_0|| / ||dL/ds_marker|| after training: how much of the recall gradient survives the gap."""
+    norms = (memory.get("gradient_norms") or {}).get("final") or []
+    marker = K + gap - 1
+    if len(norms) <= marker or not norms[marker]:
+        return "–"
+    return f"{norms[0] / norms[marker]:.2e}"
+
+
+def record(cell: str, memory: dict, source: str) -> dict:
+    return {**memory, "cell": cell, "label": f"{NAMES[cell]}", "source": source}
+
+
+st.title("Memory & stability")
+st.markdown(
+    f"**Copy memory**: read {K} symbols (from 8), then a gap of **L** blanks, then a marker; the network must "
+    f"output blanks until the marker and then recall the {K} symbols in order. Always answering blank and then "
+    f"guessing scores the **baseline** cross-entropy K ln 8 / (L + 2K); a cell that remembers goes far below it. "
+    "The gradient of the loss with respect to the recurrent state at step t shows whether the error at the recall "
+    "steps reaches the steps that stored the symbols: vanishing gradients fall by decades to the left."
+)
+
+controls = st.columns([1, 3])
+gap = controls[0].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
+                                help=f"pretrained models exist for L = {PRETRAINED_GAP}; train your own for other L")
+cells = controls[1].multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
+                                bind="query-params", format_func=lambda c: f"{NAMES[c]} ({CELL_TEXT[c]})")
+task = memory_task(copy_length=K, gap=gap)
+baseline = float(task.baseline_loss)
+
+# ---------------------------------------------------------------- what to show: your newest run, else pretrained
+runs = latest_runs(gap)
+records, rows, missing = [], [], []
+for cell in cells:
+    info = runs.get(cell)
+    card = card_at(info.checkpoint.with_suffix(".json")) if info is not None else None
+    source = f"your run {info.id} ({info.status})" if card is not None else ""
+    if card is None:
+        card, _ = pretrained_card(cell, gap)
+        source = "pretrained" if card is not None else ""
+    if card is None:
+        missing.append(cell)
+        continue
+    memory = card["memory"]
+    records.append(record(cell, memory, source))
+    steps = memory["history"]["step"][-1] if memory["history"]["step"] else 0
+    rows.append({"cell": NAMES[cell], "shown": source, "steps": steps, "hidden": memory.get("hidden_size"),
+                 "validation CE": round(memory["final_loss"], 4), "× baseline": round(memory["loss_ratio"], 3),
+                 "train time": format_seconds(memory.get("elapsed")),
+                 "‖∂L/∂s‖ first symbol / marker": gradient_reach(memory, gap)})
+
+if missing:
+    names = ", ".join(NAMES[c] for c in missing)
+    if gap == PRETRAINED_GAP:
+        st.info(f"No model yet for **{names}** at L = {gap}: the pretrained checkpoints "
+                f"(`pretrained/copy_L{gap}_<cell>`) are missing; run `python -m drnn_demo pretrain --group memory`, "
+                "or train them below.", icon=":material/hourglass_empty:")
+    else:
+        st.info(f"No model yet for **{names}** at L = {gap}: pretrained models exist only for L = {PRETRAINED_GAP}. "
+                "Train them below (one background run per cell).", icon=":material/model_training:")
+
+if not cells:
+    st.warning("Pick at least one cell.")
+elif records:
+    st.dataframe(rows, hide_index=True, width="stretch")
+    chart(viz.memory_loss_curves(records, baseline, title=f"Cross-entropy vs iteration (copy memory, K={K}, L={gap})"),
+          key="mem_loss")
+    st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
+               f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
+
+    left, right = st.columns([1.4, 1])
+    which = right.segmented_control("Gradients measured", ["final", "initial", "both"], default="final",
+                                    required=True, key="mem_grad", bind="query-params",
+                                    help="on a fixed validation batch, after training or at initialisation")
+    with left:
+        chart(viz.gradient_norms_over_time(records, K, gap, which), key="mem_grads")
+    right.markdown(
+        "**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
+        "the gap to the symbol steps (green band). An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm "
+        "flat; a saturating cell loses decades across the gap (vanishing); a curve rising to the left explodes."
+    )
+
+    asrnn = next((r for r in records if r["cell"] == "asrnn"), None)
+    st.subheader("asRNN: saturation levels")
+    if asrnn is None:
+        st.caption("Add asRNN to the cells to see its saturation levels.")
+    else:
+        snaps = [s for s in asrnn["snapshots"] if s.get("saturation")]
+        snap_steps = [s["step"] for s in snaps]
+        step = st.select_slider("Training step", snap_steps, value=snap_steps[-1], key="mem_snap",
+                                help="the snapshot shown in the histogram") if len(snap_steps) > 1 else snap_steps[0]
+        sat = st.columns(2)
+        with sat[0]:
+            chart(viz.saturation_histogram(snaps, step), key="mem_sat_hist")
+        with sat[1]:
+            chart(viz.saturation_trajectory(snaps, step), key="mem_sat_traj")
+        st.caption("Each unit's level |s| + eps sets how much its tanh saturates: h = W_f⁻¹ tanh(W_f z) is nearly "
+                   "linear (an orthogonal RNN) for small levels and a saturating tanh RNN for large ones. asRNN starts "
+                   "at eps (linear) and learns where it needs saturation.")
+
+    ortho = [r for r in records if r["cell"] in ("asrnn", "exprnn")]
+    st.subheader("Orthogonality of W_hh")
+    if ortho:
+        chart(viz.orthogonality_errors(ortho), key="mem_ortho")
+        st.caption("||W_hhᵀ W_hh − I||_F, in float64, of the recurrent matrix built from its skew-symmetric "
+                   "parameter. It stays at float32 round-off: the parametrisation keeps W_hh orthogonal however "
+                   "far training moves it. LSTM, SRU and LRN have no orthogonal matrix to measure.")
+    else:
+        st.caption("Add asRNN or expRNN: only they have an orthogonal W_hh.")
+
+# ---------------------------------------------------------------- train side by side in background runs
+st.subheader("Train side by side")
+st.caption(f"One background run per selected cell on copy memory with L = {gap} (device: {device()}, seed {seed()}); "
+           f"runs queue and train one after another. Each cell uses its paper's optimiser. The newest run of each "
+           "cell replaces the pretrained curve above when it ends.")
+train_cols = st.columns([1, 1, 1, 2])
+steps = train_cols[0].number_input("Steps", 5, 20_000, PRETRAIN_STEPS, step=100, key="mem_steps")
+hidden = train_cols[1].select_slider("Hidden size", [16, 32, 64, 128], value=128, key="mem_hidden")
+batch = train_cols[2].select_slider("Batch size", [16, 32, 64, 128], value=128, key="mem_batch")
+if train_cols[3].button(f"Train {len(cells)} cell{'s' if len(cells) != 1 else ''}", type="primary",
+                        icon=":material/play_arrow:", disabled=not cells):
+    submitted = []
+    for cell in cells:
+        config = {"cell": cell, "steps": int(steps), "gap": int(gap), "copy_length": K, "hidden_size": int(hidden),
+                  "batch_size": int(batch), "seed": seed(), "snapshot_every": max(1, int(steps) // 20),
+                  "device": device()}
+        submitted.append(jobs.submit("memory", config, label=f"copy L={gap} {NAMES[cell]} h={hidden}",
+                                     page="pages/memory.py", params={"mem_gap": str(gap)}))
+    st.session_state.memory_runs = submitted
+    st.session_state.pop("memory_done", None)
+
+
+@st.fragment(run_every=1.0)
+def runs_progress(run_ids: list[str]) -> None:
+    """Polls only while one of the runs submitted from here is queued or running."""
+    jobs.poll()
+    infos = []
+    for run_id in run_ids:
+        try:
+            infos.append(jobs.get(run_id))
+        except KeyError:
+            continue
+    if any(info.active for info in infos):
+        for info in infos:
+            if info.status == "queued":
+                text = f"{info.label}: queued, position {info.queue_position}"
+            elif info.active:
+                text = f"{info.label}: step {info.step}/{info.total_steps or '?'} · ETA {format_seconds(info.eta)}"
+            else:
+                text = f"{info.label}: {info.status.replace('_', ' ')}"
+            st.progress(min(info.fraction, 1.0), text=text)
+        live = [{"cell": info.config.get("cell", ""), "label": NAMES.get(info.config.get("cell"), info.label),
+                 "history": {"step": [p["step"] for p in info.history], "loss": [p.get("loss") for p in info.history]}}
+                for info in infos if info.history]
+        if live:
+            chart(viz.memory_loss_curves(live, baseline, title="Live: training cross-entropy"), key="mem_live")
+        return
+    st.session_state.pop("memory_runs", None)
+    st.session_state.memory_done = run_ids
+    st.rerun()
+
+
+if st.session_state.get("memory_runs"):
+    runs_progress(st.session_state.memory_runs)
+for run_id in st.session_state.get("memory_done", []):
+    try:
+        info = jobs.get(run_id)
+    except KeyError:
+        continue
+    (st.success if info.status == "finished" else st.warning)(
+        f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
+if st.session_state.get("memory_done"):
+    st.page_link("pages/training_runs.py", label="All training runs", icon=":material/directions_run:")

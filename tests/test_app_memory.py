@@ -1,0 +1,112 @@
+"""AppTest: the Memory & stability page shows the pretrained copy-memory models (loss with its baseline,
+gradient norms over time, asRNN's saturation, orthogonality), reacts to its widgets, survives extreme
+settings, and trains the selected cells side by side in background runs that then replace the curves."""
+
+import math
+import time
+
+import numpy as np
+from apptest_helpers import figure_titled, figures, open_page
+
+from drnn_demo.memory_analysis import PRETRAIN_CELLS, pretrained_name
+from drnn_demo.pretrained import PRETRAINED_DIR
+
+MEMORY = "pages/memory.py"
+K = 10
+
+
+def baseline(gap: int) -> float:
+    return K * math.log(8) / (gap + 2 * K)
+
+
+def cell_traces(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if t.get("showlegend", True) is not False and "baseline" not in t.get("name", "")]
+
+
+def test_pretrained_copy_models_exist():
+    for cell in PRETRAIN_CELLS:
+        assert (PRETRAINED_DIR / f"{pretrained_name(cell)}.safetensors").exists(), cell
+
+
+def test_defaults_show_every_figure_with_the_baseline():
+    at = open_page(MEMORY)
+    assert not at.exception
+    loss = figure_titled(at, "Cross-entropy vs iteration")
+    line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
+    assert np.allclose(line["y"], baseline(50))  # K ln 8 / (L + 2K) at L = 50
+    assert loss["layout"]["yaxis"]["type"] == "log"
+    names = {t["name"] for t in cell_traces(loss)}
+    assert {"LSTM", "asRNN", "expRNN", "SRU"} <= names
+    table = at.dataframe[0].value
+    assert set(table["shown"]) == {"pretrained"}
+    grads = figure_titled(at, "Gradient norm")
+    assert grads["layout"]["yaxis"]["type"] == "log"
+    for trace in grads["data"]:
+        assert len(trace["x"]) == 50 + 2 * K  # one norm per time step
+    assert figure_titled(at, "asRNN saturation levels at step")
+    assert figure_titled(at, "during training")
+    ortho = figure_titled(at, "Orthogonality error")
+    assert {t["name"] for t in ortho["data"]} == {"asRNN", "expRNN"}
+    for trace in ortho["data"]:
+        assert max(trace["customdata"]) < 1e-3  # W_hh stays orthogonal through training
+
+
+def test_widgets_change_the_figures():
+    at = open_page(MEMORY)
+    grads_before = figure_titled(at, "Gradient norm")
+    at.segmented_control(key="mem_grad").set_value("both").run()
+    assert not at.exception
+    grads_after = figure_titled(at, "Gradient norm")
+    assert len(grads_after["data"]) == 2 * len(grads_before["data"])  # initial curves added
+    assert any("initialisation" in t["name"] for t in grads_after["data"])
+
+    first_step = at.select_slider(key="mem_snap").options[0]
+    at.select_slider(key="mem_snap").set_value(int(first_step)).run()
+    hist = figure_titled(at, "asRNN saturation levels at step")
+    assert f"at step {first_step} " in hist["layout"]["title"]["text"]
+    assert len(hist["data"]) == 1  # at the start only the initial levels are shown
+
+    at.multiselect(key="mem_cells").set_value(["lstm", "exprnn"]).run()
+    assert not at.exception
+    loss = figure_titled(at, "Cross-entropy vs iteration")
+    assert {t["name"] for t in cell_traces(loss)} == {"LSTM", "expRNN"}
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    assert not any("saturation" in t for t in titles)  # no asRNN, no saturation plots
+    assert any("Add asRNN" in c.value for c in at.caption)
+
+
+def test_extreme_settings_run():
+    at = open_page(MEMORY, query={"mem_gap": "200"})
+    assert not at.exception
+    assert any("pretrained models exist only for L = 50" in i.value for i in at.info)
+    at.multiselect(key="mem_cells").set_value([]).run()
+    assert not at.exception
+    assert at.warning and "Pick at least one cell" in at.warning[0].value
+    at = open_page(MEMORY, query={"mem_gap": "10"})
+    assert not at.exception
+
+
+def test_training_cells_side_by_side_replaces_the_curves():
+    at = open_page(MEMORY, query={"mem_gap": "10"})
+    at.multiselect(key="mem_cells").set_value(["asrnn", "lrn"]).run()
+    at.number_input(key="mem_steps").set_value(6).run()
+    at.select_slider(key="mem_hidden").set_value(16).run()
+    at.select_slider(key="mem_batch").set_value(16).run()
+    next(b for b in at.button if b.label == "Train 2 cells").click().run()
+    assert not at.exception
+    deadline = time.time() + 180
+    while "memory_done" not in at.session_state and time.time() < deadline:
+        time.sleep(1)
+        at.run()
+    assert "memory_done" in at.session_state, "the runs did not finish in time"
+    assert not at.exception
+    assert len(at.success) == 2 and all("finished" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    assert all(s.startswith("your run") for s in table["shown"]) and list(table["steps"]) == [6, 6]
+    loss = figure_titled(at, "Cross-entropy vs iteration")
+    assert "L=10" in loss["layout"]["title"]["text"]
+    assert {t["name"] for t in cell_traces(loss)} == {"asRNN", "LRN"}
+    assert all(len(t["x"]) == 6 for t in cell_traces(loss))
+    line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
+    assert np.allclose(line["y"], baseline(10))
+    assert len(figure_titled(at, "Gradient norm")["data"][0]["x"]) == 10 + 2 * K
