@@ -295,14 +295,14 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
     return _finish(fig, title, height=420)
 
 
-def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int, which: str = "final",
-                             floor: float = 1e-30) -> go.Figure:
+def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int, which: str = "final") -> go.Figure:
     """``||dL/ds_t||`` against ``t`` for each cell (log scale), with the phases of copy memory shaded.
 
     ``records``: ``{"label", "cell", "gradient_norms": {"initial": [...], "final": [...]}}``;
     ``which``: "final", "initial" or "both" (initial dashed). A flat curve means the loss at the
     recall steps reaches the steps that stored the symbols; a curve falling by many decades to the
-    left means vanishing gradients, one rising means exploding ones. Exact zeros are drawn at ``floor``.
+    left means vanishing gradients, one rising means exploding ones. Exact zeros (a state the loss
+    does not depend on, e.g. SRU's last cell state) are left out of the log plot; hover shows the rest.
     """
     fig = go.Figure()
     kinds = {"final": ["final"], "initial": ["initial"], "both": ["initial", "final"]}[which]
@@ -317,7 +317,8 @@ def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int
             values = np.asarray([np.nan if v is None else v for v in norms], dtype=float)
             name = label if kind == "final" or which == "initial" else f"{label} (at initialisation)"
             fig.add_trace(go.Scatter(
-                x=list(range(len(norms))), y=_positive(values, floor), mode="lines", name=name, legendgroup=label,
+                x=list(range(len(norms))), y=[v if v > 0 else None for v in _positive(values, 0.0)], mode="lines",
+                name=name, legendgroup=label,
                 line=dict(color=color, width=2 if kind == "final" else 1.4, dash="solid" if kind == "final" else "dot"),
                 customdata=values,
                 hovertemplate=f"{name}<br>t = %{{x}}<br>||dL/ds_t|| = %{{customdata:.3e}}<extra></extra>"))
@@ -404,15 +405,243 @@ def orthogonality_errors(records: Sequence[dict], floor: float = 1e-17) -> go.Fi
     ``W_hh`` (asRNN, expRNN). ``records``: ``{"label", "cell", "snapshots": [{"step",
     "orthogonality_error"}, ...]}``; records without the error are skipped."""
     fig = go.Figure()
+    largest = 0.0
     for rec in records:
         snaps = [s for s in rec.get("snapshots") or [] if s.get("orthogonality_error") is not None]
         if not snaps:
             continue
         errors = [s["orthogonality_error"] for s in snaps]
+        largest = max([largest, *[e for e in errors if np.isfinite(e)]])
         fig.add_trace(go.Scatter(
             x=[s["step"] for s in snaps], y=_positive(errors, floor), mode="lines+markers", name=rec["label"],
             line=dict(color=_cell_color(rec["cell"]), width=2), marker=dict(size=5), customdata=errors,
             hovertemplate=f"{rec['label']}<br>step %{{x}}<br>||WᵀW − I||_F = %{{customdata:.3e}}<extra></extra>"))
     fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="||W_hhᵀ W_hh − I||_F (log)", type="log", exponentformat="power")
+    # a fixed span of decades: round-off jitter must not look like a trend
+    top = max(1.0, largest * 10)
+    fig.update_yaxes(title="||W_hhᵀ W_hh − I||_F (log)", type="log", exponentformat="power",
+                     range=[-10, float(np.log10(top))])
     return _finish(fig, "Orthogonality error of W_hh", height=380)
+
+
+# ---------------------------------------------------------------- LRN
+
+LRN_WEIGHT_SCALE = "Viridis"  # weights and gates in [0, 1] (or their log10)
+LRN_SIDE_COLORS = ("#d6604d", "#4393c3")  # bars pushing toward label 0 / label 1
+LRN_MARK_COLOR = "#d62728"  # ground-truth (decisive) tokens
+LRN_OTHER_COLOR = "rgba(140,140,140,0.35)"
+LRN_TICK_LIMIT = 60  # label every position with its token up to this many positions
+
+
+def _token_ticks(tokens: Sequence[str], marks: Sequence[int] = ()) -> dict:
+    """Axis settings that label positions by their tokens (duplicates stay apart: the axis is numeric);
+    ``marks`` (ground truth) in bold red. Past :data:`LRN_TICK_LIMIT` positions, plain numbers."""
+    T = len(tokens)
+    if T > LRN_TICK_LIMIT:
+        return dict(tickmode="auto")
+    marked = set(marks)
+    text = [f"<b style='color:{LRN_MARK_COLOR}'>{w}</b>" if k in marked else str(w) for k, w in enumerate(tokens)]
+    return dict(tickmode="array", tickvals=list(range(T)), ticktext=text, tickangle=-45 if T > 8 else 0)
+
+
+def _log10_or_none(values: np.ndarray, floor: float) -> np.ndarray:
+    """log10 of positive values (clipped at ``floor``); NaN (not drawn) where the value is not positive."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log10(np.maximum(values, floor))
+    return np.where(values > 0, out, np.nan)
+
+
+def lrn_token_shares(tokens: Sequence[str], shares: Sequence[float], labels: Sequence[str] = ("negative", "positive"),
+                     marks: Sequence[int] = (), bias: float | None = None, margin: float | None = None,
+                     title: str | None = None) -> go.Figure:
+    """Each token's share of the decision, ``logit(labels[1]) - logit(labels[0])`` (one bar per position).
+
+    The shares come from the unfolded LRN (:meth:`TokenWeights.logit_contributions`): for the identity
+    activation they sum, with ``bias`` (head bias and initial state), to the model's ``margin`` exactly.
+    ``marks``: ground-truth positions (bold red tick labels).
+    """
+    shares = np.asarray(shares, dtype=float)
+    T = len(shares)
+    colors = [LRN_SIDE_COLORS[1] if s >= 0 else LRN_SIDE_COLORS[0] for s in shares]
+    custom = np.array([[k, str(w)] for k, w in enumerate(tokens)], dtype=object)
+    fig = go.Figure(go.Bar(
+        x=np.arange(T), y=shares, marker=dict(color=colors), customdata=custom, name="share",
+        hovertemplate=f"token %{{customdata[0]}} '%{{customdata[1]}}'<br>share %{{y:+.4f}} of logit({labels[1]}) − "
+                      f"logit({labels[0]})<extra></extra>"))
+    fig.add_hline(y=0, line=dict(color="#555", width=1))
+    notes = []
+    if bias is not None:
+        notes.append(f"bias {bias:+.3f}")
+    if margin is not None:
+        notes.append(f"sum {float(shares.sum()) + (bias or 0.0):+.3f} vs margin {margin:+.3f}")
+    fig.update_xaxes(title="input token k", range=[-0.5, T - 0.5], **_token_ticks(tokens, marks))
+    fig.update_yaxes(title=f"→ {labels[1]}   |   → {labels[0]}", zeroline=False)
+    title = title or f"Each token's share of the decision, logit({labels[1]}) − logit({labels[0]})"
+    return _finish(fig, title + (f" ({'; '.join(notes)})" if notes else ""), height=340, showlegend=False,
+                   margin=dict(l=70, r=20, t=50, b=90))
+
+
+def lrn_weight_heatmap(weights: np.ndarray, tokens: Sequence[str], unit: int | None = None, log: bool = False,
+                       marks: Sequence[int] = (), floor: float = 1e-12) -> go.Figure:
+    """``w[t, k]``: the weight of input token ``k`` (columns) in the state ``h_t`` (rows), lower triangle.
+
+    ``weights``: ``(T, T)``, the unit mean ``mean_u w[t, k, u]`` or one ``unit``'s weights; entries with
+    ``k > t`` (not yet read) are left blank. ``log``: colour by ``log10 w`` (clipped at ``floor``),
+    which shows how fast old tokens fade; the hover always gives the real weight.
+    """
+    w = np.asarray(weights, dtype=float)
+    T = w.shape[0]
+    future = np.triu(np.ones((T, T), dtype=bool), 1)
+    shown = np.where(future, np.nan, w)
+    z = _log10_or_none(shown, floor) if log else shown
+    words = np.asarray([str(x) for x in tokens], dtype=object)
+    custom = np.stack([np.broadcast_to(words[:, None], (T, T)), np.broadcast_to(words[None, :], (T, T)), shown],
+                      axis=-1)
+    which = "mean over units" if unit is None else f"unit {unit}"
+    finite = z[np.isfinite(z)]
+    zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if not log:
+        zmin = 0.0
+    if zmax <= zmin:
+        zmax = zmin + 1e-12
+    fig = go.Figure(go.Heatmap(
+        z=z, x=np.arange(T), y=np.arange(T), colorscale=LRN_WEIGHT_SCALE, zmin=zmin, zmax=zmax, customdata=custom,
+        colorbar=dict(title="log10 w" if log else "w"), hoverongaps=False,
+        hovertemplate="state h_%{y} (after '%{customdata[0]}')<br>token %{x} '%{customdata[1]}'"
+                      "<br>w = %{customdata[2]:.4g}<extra></extra>"))
+    fig.update_xaxes(title="input token k", **_token_ticks(tokens, marks))
+    ticks = _token_ticks(tokens)
+    ticks.pop("tickangle", None)
+    fig.update_yaxes(title="output position t (state h_t)", autorange="reversed", **ticks)
+    height = int(min(720, max(380, 14 * T + 200)))
+    return _finish(fig, f"Weight w[t, k] of token k in state h_t ({which}{', log scale' if log else ''})",
+                   height=height, margin=dict(l=90, r=20, t=50, b=90))
+
+
+def lrn_decay_curves(weights: np.ndarray, tokens: Sequence[str], highlight: Sequence[int] = (), log: bool = True,
+                     unit: int | None = None, floor: float = 1e-300) -> go.Figure:
+    """How each token's weight decays over the later states (the paper's figure): for every token ``k``,
+    ``w[t, k]`` for ``t = k .. T-1``. ``highlight``: tokens drawn in colour (e.g. the top ones), the
+    rest in one grey trace. ``weights``: ``(T, T)`` as in :func:`lrn_weight_heatmap`."""
+    w = np.asarray(weights, dtype=float)
+    T = w.shape[0]
+    words = [str(x) for x in tokens]
+    chosen = [k for k in dict.fromkeys(int(k) for k in highlight) if 0 <= k < T]
+    fig = go.Figure()
+    xs, ys, texts = [], [], []
+    for k in range(T):
+        if k in chosen:
+            continue
+        t = np.arange(k, T)
+        xs += [*t.tolist(), None]
+        ys += [*[float(v) if v > 0 else None for v in w[k:, k]], None]
+        texts += [*[f"token {k} '{words[k]}' in h_{s}: w = {v:.4g}" for s, v in zip(t, w[k:, k], strict=True)], ""]
+    if xs:
+        fig.add_trace(go.Scatter(x=xs, y=ys, text=texts, mode="lines", name="other tokens",
+                                 line=dict(color=LRN_OTHER_COLOR, width=1), hovertemplate="%{text}<extra></extra>"))
+    for i, k in enumerate(chosen):
+        t = np.arange(k, T)
+        values = w[k:, k]
+        fig.add_trace(go.Scatter(
+            x=t, y=[float(v) if v > 0 else None for v in values], mode="lines+markers" if T - k <= 60 else "lines",
+            name=f"{k}: {words[k]}", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=5),
+            customdata=values, hovertemplate=f"token {k} '{words[k]}'<br>in h_%{{x}}: w = %{{customdata:.4g}}"
+                                             "<extra></extra>"))
+    fig.update_xaxes(title="later position t (state h_t)", range=[-0.5, T - 0.5], **_token_ticks(tokens))
+    if log:
+        fig.update_yaxes(title="w[t, k] (log)", type="log", exponentformat="power")
+    else:
+        fig.update_yaxes(title="w[t, k]", rangemode="tozero")
+    which = "mean over units" if unit is None else f"unit {unit}"
+    return _finish(fig, f"Decay of each token's weight over later positions ({which})", height=420,
+                   margin=dict(l=70, r=20, t=50, b=90), legend=dict(orientation="v", x=1.01, y=1, xanchor="left"))
+
+
+def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: Sequence[str],
+                      unit: int | None = None, log: bool = False, floor: float = 1e-12) -> go.Figure:
+    """Two heatmaps, units (rows) x positions (columns): the input gate ``i_k`` (how much of token ``k``
+    enters each unit) and the forget chain ``prod_{j=k+1..T-1} f_j`` (how much of it survives to the
+    final state). Their product is the token's weight in the final state. ``input_gate`` and
+    ``forget_chain`` are ``(T, H)``; ``unit`` is outlined; ``log`` colours by log10 (clipped at ``floor``)."""
+    gate, chain = np.asarray(input_gate, dtype=float).T, np.asarray(forget_chain, dtype=float).T  # (H, T)
+    H, T = gate.shape
+    words = np.asarray([str(x) for x in tokens], dtype=object)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=["input gate i_k", "forget chain ∏_{j>k} f_j (survival of token k to the "
+                                        "final state)"])
+    zs = [_log10_or_none(a, floor) if log else a for a in (gate, chain)]
+    finite = np.concatenate([z[np.isfinite(z)] for z in zs])
+    zmin = float(finite.min()) if log and finite.size else 0.0
+    zmax = 0.0 if log else 1.0
+    for row, (name, raw, z) in enumerate((("i", gate, zs[0]), ("chain", chain, zs[1])), start=1):
+        custom = np.stack([np.broadcast_to(words[None, :], (H, T)), raw], axis=-1)
+        fig.add_trace(go.Heatmap(
+            z=z, x=np.arange(T), y=np.arange(H), coloraxis="coloraxis", customdata=custom,
+            hovertemplate=f"unit %{{y}}, token %{{x}} '%{{customdata[0]}}'<br>{name} = %{{customdata[1]:.4g}}"
+                          "<extra></extra>"), row=row, col=1)
+        fig.update_yaxes(title="unit", autorange="reversed", row=row, col=1)
+    if unit is not None and 0 <= unit < H:
+        for row in (1, 2):
+            fig.add_shape(type="rect", x0=-0.5, x1=T - 0.5, y0=unit - 0.5, y1=unit + 0.5, row=row, col=1,
+                          line=dict(color=LRN_MARK_COLOR, width=2))
+    fig.update_xaxes(**_token_ticks(tokens), row=2, col=1)
+    fig.update_xaxes(title="input token k", row=2, col=1)
+    fig.update_annotations(font_size=12)
+    height = int(min(900, max(460, 2 * (8 * H + 60) + 170)))
+    return _finish(fig, "Input gates and forget chains, per unit" + (" (log10)" if log else ""), height=height,
+                   coloraxis=dict(colorscale=LRN_WEIGHT_SCALE, cmin=zmin, cmax=zmax,
+                                  colorbar=dict(title="log10" if log else "value")),
+                   margin=dict(l=70, r=20, t=70, b=90))
+
+
+def lrn_activation_comparison(records: Sequence[dict], floor: float = 1e-17) -> go.Figure:
+    """tanh vs identity side by side on the same input: each token's share of the decision (top row)
+    and the error of the linear unfolding ``max_u |h_t - sum_k w[t, k] r_k|`` per position (bottom
+    row, shared log scale, with the state scale ``max_u |h_t|`` dotted for reference).
+
+    ``records``: ``{"label", "tokens", "shares" (T,), "error" (T,), "scale" (T,) (optional),
+    "probability": float (optional), "prediction": str (optional)}``, one per column.
+    """
+    n = len(records)
+    titles = []
+    for rec in records:
+        err = np.asarray(rec["error"], dtype=float)
+        scale = np.asarray(rec.get("scale", [1.0]), dtype=float)
+        rel = float(err.max() / scale.max()) if scale.max() > 0 else float(err.max())
+        pred = f": {rec['prediction']} ({rec['probability']:.3f})" if rec.get("prediction") else ""
+        titles.append(f"{rec['label']}{pred}<br><sub>max unfolding error {err.max():.2e} = {rel:.1e} of max |h|</sub>")
+    fig = make_subplots(rows=2, cols=max(n, 1), shared_yaxes="rows", vertical_spacing=0.22, horizontal_spacing=0.06,
+                        subplot_titles=titles + [""] * n, row_heights=[0.5, 0.5])
+    for col, rec in enumerate(records, start=1):
+        tokens = [str(x) for x in rec["tokens"]]
+        shares = np.asarray(rec["shares"], dtype=float)
+        T = len(shares)
+        fig.add_trace(go.Bar(
+            x=np.arange(T), y=shares, marker=dict(color=[LRN_SIDE_COLORS[int(s >= 0)] for s in shares]),
+            customdata=tokens, showlegend=False, name=f"{rec['label']} share",
+            hovertemplate=f"{rec['label']}<br>token %{{x}} '%{{customdata}}'<br>share %{{y:+.4f}}<extra></extra>"),
+            row=1, col=col)
+        err = np.asarray(rec["error"], dtype=float)
+        fig.add_trace(go.Scatter(
+            x=np.arange(T), y=np.maximum(err, floor), mode="lines+markers" if T <= 60 else "lines",
+            name="unfolding error", legendgroup="error", showlegend=col == 1, line=dict(color=PALETTE[1], width=2),
+            marker=dict(size=5), customdata=np.stack([err, np.asarray(tokens, dtype=object)], axis=-1),
+            hovertemplate=f"{rec['label']}<br>h_%{{x}} (after '%{{customdata[1]}}')<br>error %{{customdata[0]:.3e}}"
+                          "<extra></extra>"), row=2, col=col)
+        if rec.get("scale") is not None:
+            scale = np.asarray(rec["scale"], dtype=float)
+            fig.add_trace(go.Scatter(
+                x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
+                legendgroup="scale", showlegend=col == 1, line=dict(color="#555", dash="dot", width=1.5),
+                hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"), row=2, col=col)
+        fig.update_xaxes(**_token_ticks(tokens), row=1, col=col)
+        fig.update_xaxes(title="position t", row=2, col=col)
+    fig.update_yaxes(title="share of the decision", row=1, col=1)
+    fig.update_yaxes(title="error (log)", type="log", exponentformat="power", row=2, col=1)
+    for col in range(2, n + 1):
+        fig.update_yaxes(type="log", exponentformat="power", row=2, col=col)
+    fig.update_annotations(font_size=13)
+    return _finish(fig, "tanh vs identity: the same input, the unfolded shares and how exact the unfolding is",
+                   height=620, margin=dict(l=70, r=20, t=110, b=60),
+                   legend=dict(orientation="h", yanchor="bottom", y=-0.14, x=0, xanchor="left"))

@@ -10,7 +10,14 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.checkpoints import CheckpointError, read_card
-from drnn_demo.memory_analysis import COPY_TASK, MEMORY_MODELS, PRETRAIN_STEPS, memory_task, pretrained_name
+from drnn_demo.memory_analysis import (
+    COPY_TASK,
+    MEMORY_MODELS,
+    MEMORY_SPECS,
+    PRETRAIN_STEPS,
+    memory_task,
+    pretrained_name,
+)
 from drnn_demo.pretrained import PRETRAINED_DIR
 from pages.ui import chart, device, format_seconds, job_manager, seed
 
@@ -80,7 +87,8 @@ controls = st.columns([1, 3])
 gap = controls[0].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
                                 help=f"pretrained models exist for L = {PRETRAINED_GAP}; train your own for other L")
 cells = controls[1].multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
-                                bind="query-params", format_func=lambda c: f"{NAMES[c]} ({CELL_TEXT[c]})")
+                                bind="query-params", format_func=NAMES.get,
+                                help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
 task = memory_task(copy_length=K, gap=gap)
 baseline = float(task.baseline_loss)
 
@@ -150,6 +158,11 @@ elif records:
             chart(viz.saturation_histogram(snaps, step), key="mem_sat_hist")
         with sat[1]:
             chart(viz.saturation_trajectory(snaps, step), key="mem_sat_traj")
+        if all(s["saturation"] == snaps[0]["saturation"] for s in snaps):
+            st.info("The levels never moved: this asRNN started with s = 0 exactly (the reference code's copy-task "
+                    "setting), where d|s|/ds = 0, so every level stays at eps and the cell remains a linear "
+                    "orthogonal RNN. Train one below with s ~ U[0, b], b > 0, to watch them move.",
+                    icon=":material/info:")
         st.caption("Each unit's level |s| + eps sets how much its tanh saturates: h = W_f⁻¹ tanh(W_f z) is nearly "
                    "linear (an orthogonal RNN) for small levels and a saturating tanh RNN for large ones. asRNN starts "
                    "at eps (linear) and learns where it needs saturation.")
@@ -169,17 +182,22 @@ st.subheader("Train side by side")
 st.caption(f"One background run per selected cell on copy memory with L = {gap} (device: {device()}, seed {seed()}); "
            f"runs queue and train one after another. Each cell uses its paper's optimiser. The newest run of each "
            "cell replaces the pretrained curve above when it ends.")
-train_cols = st.columns([1, 1, 1, 2])
+train_cols = st.columns([1, 1, 1, 1, 2])
 steps = train_cols[0].number_input("Steps", 5, 20_000, PRETRAIN_STEPS, step=100, key="mem_steps")
 hidden = train_cols[1].select_slider("Hidden size", [16, 32, 64, 128], value=128, key="mem_hidden")
 batch = train_cols[2].select_slider("Batch size", [16, 32, 64, 128], value=128, key="mem_batch")
-if train_cols[3].button(f"Train {len(cells)} cell{'s' if len(cells) != 1 else ''}", type="primary",
+init_b = train_cols[3].select_slider(
+    "asRNN init: s ~ U[0, b]", [0.0, 0.01, 0.1, 1.0, 3.0], value=0.1, key="mem_asrnn_b", disabled="asrnn" not in cells,
+    help="b = 0 is the reference code's setting: s stays at 0 (d|s|/ds = 0 there), the levels never move")
+if train_cols[4].button(f"Train {len(cells)} cell{'s' if len(cells) != 1 else ''}", type="primary",
                         icon=":material/play_arrow:", disabled=not cells):
     submitted = []
     for cell in cells:
         config = {"cell": cell, "steps": int(steps), "gap": int(gap), "copy_length": K, "hidden_size": int(hidden),
                   "batch_size": int(batch), "seed": seed(), "snapshot_every": max(1, int(steps) // 20),
                   "device": device()}
+        if cell == "asrnn":
+            config["core_args"] = {**MEMORY_SPECS["asrnn"].core_args, "a": 0.0, "b": float(init_b)}
         submitted.append(jobs.submit("memory", config, label=f"copy L={gap} {NAMES[cell]} h={hidden}",
                                      page="pages/memory.py", params={"mem_gap": str(gap)}))
     st.session_state.memory_runs = submitted

@@ -110,3 +110,9 @@ def test_training_cells_side_by_side_replaces_the_curves():
     line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
     assert np.allclose(line["y"], baseline(10))
     assert len(figure_titled(at, "Gradient norm")["data"][0]["x"]) == 10 + 2 * K
+    # the asRNN run started from s ~ U[0, 0.1] (the page's default), so its levels are spread above eps
+    trajectory = figure_titled(at, "during training")
+    low = next(t for t in trajectory["data"] if t.get("name") == "min")["y"]
+    high = next(t for t in trajectory["data"] if t.get("name") == "max")["y"]
+    assert high[0] > 1e-2 and low[0] < high[0]
+    assert not any("levels never moved" in i.value for i in at.info)
