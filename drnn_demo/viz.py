@@ -256,7 +256,7 @@ def _positive(values: Sequence, floor: float) -> list:
 
 
 def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "Cross-entropy vs iteration",
-                       max_points: int = 500, floor: float = 1e-4) -> go.Figure:
+                       max_points: int = 500, floor: float = 1e-12) -> go.Figure:
     """Training cross-entropy of each cell against the step (log scale), with the baseline line.
 
     ``records``: ``{"label", "cell", "history": {"step": [...], "loss": [...]}, "snapshots": [{"step",

@@ -109,7 +109,7 @@ for cell in cells:
     records.append(record(cell, memory, source))
     steps = memory["history"]["step"][-1] if memory["history"]["step"] else 0
     rows.append({"cell": NAMES[cell], "shown": source, "steps": steps, "hidden": memory.get("hidden_size"),
-                 "validation CE": round(memory["final_loss"], 4), "× baseline": round(memory["loss_ratio"], 3),
+                 "validation CE": f"{memory['final_loss']:.3g}", "× baseline": f"{memory['loss_ratio']:.3g}",
                  "train time": format_seconds(memory.get("elapsed")),
                  "‖∂L/∂s‖ first symbol / marker": gradient_reach(memory, gap)})
 
