@@ -14,6 +14,7 @@ from drnn_demo.memory_analysis import (
     COPY_TASK,
     MEMORY_MODELS,
     MEMORY_SPECS,
+    PRETRAIN_CELLS,
     PRETRAIN_STEPS,
     memory_task,
     pretrained_name,
@@ -115,13 +116,18 @@ for cell in cells:
 
 if missing:
     names = ", ".join(NAMES[c] for c in missing)
-    if gap == PRETRAINED_GAP:
-        st.info(f"No model yet for **{names}** at L = {gap}: the pretrained checkpoints "
-                f"(`pretrained/copy_L{gap}_<cell>`) are missing; run `python -m drnn_demo pretrain --group memory`, "
-                "or train them below.", icon=":material/hourglass_empty:")
-    else:
+    unshipped = [c for c in missing if c not in PRETRAIN_CELLS]
+    if gap != PRETRAINED_GAP:
         st.info(f"No model yet for **{names}** at L = {gap}: pretrained models exist only for L = {PRETRAINED_GAP}. "
                 "Train them below (one background run per cell).", icon=":material/model_training:")
+    elif unshipped == missing:
+        st.info(f"No model yet for **{names}** at L = {gap}: there is no pretrained copy-memory model for "
+                f"{'it' if len(missing) == 1 else 'them'}. Train {'it' if len(missing) == 1 else 'them'} below.",
+                icon=":material/model_training:")
+    else:
+        st.info(f"No model yet for **{names}** at L = {gap}. Pretrained checkpoints "
+                f"(`pretrained/copy_L{gap}_<cell>`) are missing: run `python -m drnn_demo pretrain --group memory`, "
+                "or train the cells below.", icon=":material/hourglass_empty:")
 
 if not cells:
     st.warning("Pick at least one cell.")

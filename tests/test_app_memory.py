@@ -39,6 +39,8 @@ def test_defaults_show_every_figure_with_the_baseline():
     assert {"LSTM", "asRNN", "expRNN", "SRU"} <= names
     table = at.dataframe[0].value
     assert set(table["shown"]) == {"pretrained"}
+    ratios = dict(zip(table["cell"], table["× baseline"].astype(float), strict=True))
+    assert ratios["asRNN"] < 0.5 and ratios["expRNN"] < 0.5  # the orthogonal cells remember across L = 50
     grads = figure_titled(at, "Gradient norm")
     assert grads["layout"]["yaxis"]["type"] == "log"
     for trace in grads["data"]:
