@@ -1,0 +1,39 @@
+"""The Memory & stability page in a real browser: the pretrained copy-memory charts render with no
+exception box, a widget change redraws them and lands in the URL."""
+
+import time
+
+from browser_helpers import screenshot, wait_idle
+
+CHARTS = "[data-testid='stPlotlyChart']"
+
+
+def test_memory_page_shows_its_charts_without_exceptions(server, page):
+    base, _ = server
+    start = time.time()
+    page.goto(f"{base}/memory")
+    wait_idle(page)
+    page.wait_for_selector(CHARTS, timeout=60_000)
+    page.wait_for_selector("text=Orthogonality error of W_hh", timeout=60_000)
+    print(f"\nmemory page rendered in {time.time() - start:.2f}s")
+    page.wait_for_timeout(500)
+    screenshot(page, "page-memory")
+    body = page.inner_text("body")
+    assert page.locator("[data-testid='stException']").count() == 0, body[:2000]
+    assert "Traceback" not in body
+    assert page.locator(CHARTS).count() >= 5  # loss, gradients, 2 x saturation, orthogonality
+    assert "baseline" in body
+
+
+def test_showing_initial_gradients_redraws_and_is_in_the_url(server, page):
+    base, _ = server
+    page.goto(f"{base}/memory")
+    wait_idle(page)
+    page.wait_for_selector("text=Gradient norm", timeout=60_000)
+    group = page.locator("[data-testid='stButtonGroup']").filter(has_text="initial")
+    group.get_by_text("both", exact=True).click()
+    page.wait_for_selector("text=(at initialisation)", timeout=30_000)
+    wait_idle(page)
+    assert "mem_grad=both" in page.url
+    assert page.locator("[data-testid='stException']").count() == 0
+    screenshot(page, "memory-initial-gradients")
