@@ -327,7 +327,7 @@ def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int
               (T - copy_length, T, "recall", "#d62728")]
     for lo, hi, text, color in phases:
         fig.add_vrect(x0=lo - 0.5, x1=hi - 0.5, fillcolor=color, opacity=0.08, line_width=0,
-                      annotation_text=text, annotation_position="top left", annotation_font_size=11)
+                      annotation_text=text, annotation_position="bottom left", annotation_font_size=11)
     fig.update_xaxes(title="time step t", range=[-0.5, T - 0.5])
     fig.update_yaxes(title="||dL/ds_t|| (log)", type="log", exponentformat="power")
     return _finish(fig, "Gradient norm ||∂L/∂h_t|| over time", height=420)

@@ -138,17 +138,17 @@ elif records:
     st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
 
-    left, right = st.columns([1.4, 1])
-    which = right.segmented_control("Gradients measured", ["final", "initial", "both"], default="final",
-                                    required=True, key="mem_grad", bind="query-params",
-                                    help="on a fixed validation batch, after training or at initialisation")
-    with left:
-        chart(viz.gradient_norms_over_time(records, K, gap, which), key="mem_grads")
+    left, right = st.columns([1, 3])
+    which = left.segmented_control("Gradients measured", ["final", "initial", "both"], default="final",
+                                   required=True, key="mem_grad", bind="query-params",
+                                   help="on a fixed validation batch, after training or at initialisation")
     right.markdown(
         "**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
         "the gap to the symbol steps (green band). An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm "
         "flat; a saturating cell loses decades across the gap (vanishing); a curve rising to the left explodes."
     )
+    chart(viz.gradient_norms_over_time(records, K, gap, which), key="mem_grads")
+    st.caption("The table's last column: ‖∂L/∂s‖ at the first symbol over ‖∂L/∂s‖ at the marker, after training.")
 
     asrnn = next((r for r in records if r["cell"] == "asrnn"), None)
     st.subheader("asRNN: saturation levels")

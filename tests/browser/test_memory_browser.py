@@ -10,6 +10,8 @@ CHARTS = "[data-testid='stPlotlyChart']"
 
 def test_memory_page_shows_its_charts_without_exceptions(server, page):
     base, _ = server
+    page.goto(base)  # a fresh server whose first session opens a deep link falls back to the pages/ listing
+    wait_idle(page)
     start = time.time()
     page.goto(f"{base}/memory")
     wait_idle(page)
@@ -23,6 +25,7 @@ def test_memory_page_shows_its_charts_without_exceptions(server, page):
     assert "Traceback" not in body
     assert page.locator(CHARTS).count() >= 5  # loss, gradients, 2 x saturation, orthogonality
     assert "baseline" in body
+    assert "Memory & stability" in page.locator("[data-testid='stSidebarNav']").inner_text()  # the app's navigation
 
 
 def test_showing_initial_gradients_redraws_and_is_in_the_url(server, page):
