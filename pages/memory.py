@@ -84,17 +84,20 @@ st.markdown(
     "steps reaches the steps that stored the symbols: vanishing gradients fall by decades to the left."
 )
 
-controls = st.columns([1, 3])
+controls = st.columns([1, 3, 1.3])
 gap = controls[0].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
                                 help=f"pretrained models exist for L = {PRETRAINED_GAP}; train your own for other L")
 cells = controls[1].multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
                                 bind="query-params", format_func=NAMES.get,
                                 help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
+source_choice = controls[2].segmented_control(
+    "Show", ["newest runs", "pretrained"], default="newest runs", required=True, key="mem_source",
+    bind="query-params", help="newest runs: your newest run of each cell at this L, else the pretrained model")
 task = memory_task(copy_length=K, gap=gap)
 baseline = float(task.baseline_loss)
 
 # ---------------------------------------------------------------- what to show: your newest run, else pretrained
-runs = latest_runs(gap)
+runs = latest_runs(gap) if source_choice == "newest runs" else {}
 records, rows, missing = [], [], []
 for cell in cells:
     info = runs.get(cell)
@@ -188,6 +191,13 @@ st.subheader("Train side by side")
 st.caption(f"One background run per selected cell on copy memory with L = {gap} (device: {device()}, seed {seed()}); "
            f"runs queue and train one after another. Each cell uses its paper's optimiser. The newest run of each "
            "cell replaces the pretrained curve above when it ends.")
+shipped = [c for c in (pretrained_card(c, PRETRAINED_GAP)[0] for c in MEMORY_MODELS) if c is not None]
+if shipped:
+    times = [c["memory"]["elapsed"] / max(1, c["memory"]["history"]["step"][-1]) for c in shipped]
+    st.caption(f"For scale: the pretrained models took {min(times) * 1000:.0f}–{max(times) * 1000:.0f} ms per step "
+               f"(hidden 128, batch 128, L = {PRETRAINED_GAP}, one CPU thread), i.e. about "
+               f"{format_seconds(min(times) * PRETRAIN_STEPS)}–{format_seconds(max(times) * PRETRAIN_STEPS)} per cell "
+               f"for {PRETRAIN_STEPS} steps.")
 train_cols = st.columns([1, 1, 1, 1, 2])
 steps = train_cols[0].number_input("Steps", 5, 20_000, PRETRAIN_STEPS, step=100, key="mem_steps")
 hidden = train_cols[1].select_slider("Hidden size", [16, 32, 64, 128], value=128, key="mem_hidden")

@@ -112,6 +112,10 @@ def test_training_cells_side_by_side_replaces_the_curves():
     line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
     assert np.allclose(line["y"], baseline(10))
     assert len(figure_titled(at, "Gradient norm")["data"][0]["x"]) == 10 + 2 * K
+    at.segmented_control(key="mem_source").set_value("pretrained").run()  # no pretrained models at L = 10
+    assert not at.exception and not at.dataframe
+    assert any("pretrained models exist only for L = 50" in i.value for i in at.info)
+    at.segmented_control(key="mem_source").set_value("newest runs").run()
     # the asRNN run started from s ~ U[0, 0.1] (the page's default), so its levels are spread above eps
     trajectory = figure_titled(at, "during training")
     low = next(t for t in trajectory["data"] if t.get("name") == "min")["y"]
