@@ -1,4 +1,8 @@
-"""drnn_demo: the router. Shared sidebar (device, seed) and the page list; each page is a file in pages/."""
+"""drnn_demo: the router. Shared sidebar (device, seed) and the page list.
+
+Each page is a file in views/, not pages/: Streamlit serves a pages/ folder by itself to a deep link,
+bypassing this router and its sidebar.
+"""
 
 import streamlit as st
 import torch
@@ -9,11 +13,12 @@ torch.set_num_threads(1)
 st.set_page_config(page_title="drnn_demo: recurrent topologies, seen", page_icon=":material/repeat:", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/delayed_outputs.py", title="Delayed outputs", icon=":material/fast_forward:", url_path="delayed"),
-    st.Page("pages/equivalence.py", title="Stacked ≡ Delayed", icon=":material/stacks:", url_path="equivalence"),
-    st.Page("pages/memory.py", title="Memory & stability", icon=":material/memory:", url_path="memory"),
-    st.Page("pages/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/delayed_outputs.py", title="Delayed outputs", icon=":material/fast_forward:", url_path="delayed"),
+    st.Page("views/equivalence.py", title="Stacked ≡ Delayed", icon=":material/stacks:", url_path="equivalence"),
+    st.Page("views/memory.py", title="Memory & stability", icon=":material/memory:", url_path="memory"),
+    st.Page("views/lrn_gates.py", title="LRN gates", icon=":material/grid_on:", url_path="lrn"),
+    st.Page("views/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),
 ]
 navigation = st.navigation(PAGES)
 

@@ -7,7 +7,7 @@ second (the worker checks a flag file) or enforced two seconds later (the proces
 Usage (no Streamlit here; the app shares one manager through ``st.cache_resource``)::
 
     jobs = JobManager()                          # runs dir: $DRNN_RUNS_DIR or <project>/runs
-    run_id = jobs.submit("train", config, label="reversal d=19", page="pages/delayed.py",
+    run_id = jobs.submit("train", config, label="reversal d=19", page="views/delayed.py",
                          params={"task": "reversal", "delay": "19"})
     jobs.poll()                                  # on every page poll: start queued runs, mark dead ones
     info = jobs.get(run_id)                      # RunInfo: status, fraction, eta, history, checkpoint ...
@@ -115,6 +115,7 @@ def run_train(config: dict, on_progress: ProgressCallback, should_stop: Callable
 RUN_KINDS: dict[str, RunKind] = {
     "train": run_train,
     "memory": lambda *args: importlib.import_module("drnn_demo.memory_analysis").run_memory_job(*args),
+    "lrn_sentiment": lambda *args: importlib.import_module("drnn_demo.tasks.sentiment").run_sentiment_job(*args),
 }
 
 

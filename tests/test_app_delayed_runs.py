@@ -6,8 +6,8 @@ import time
 import numpy as np
 from apptest_helpers import figure_titled, figures, open_page
 
-DELAYED = "pages/delayed_outputs.py"
-RUNS = "pages/training_runs.py"
+DELAYED = "views/delayed_outputs.py"
+RUNS = "views/training_runs.py"
 
 
 def test_delayed_page_shows_the_model_the_curve_and_the_heatmap():

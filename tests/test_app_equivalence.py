@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from apptest_helpers import figure_titled, figures, open_page
 
-PAGE = "pages/equivalence.py"
+PAGE = "views/equivalence.py"
 
 
 def metric(at, label):

@@ -11,7 +11,7 @@ from apptest_helpers import figure_titled, figures, open_page
 from drnn_demo.memory_analysis import PRETRAIN_CELLS, pretrained_name
 from drnn_demo.pretrained import PRETRAINED_DIR
 
-MEMORY = "pages/memory.py"
+MEMORY = "views/memory.py"
 K = 10
 
 

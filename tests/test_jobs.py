@@ -76,7 +76,7 @@ def worker_pid(jm: JobManager, run_id: str) -> int:
 
 def test_submit_runs_to_finished_with_progress_and_checkpoint(manager):
     run_id = manager.submit("fake_run_kinds:counting", {"steps": 25, "sleep": 0.04}, label="count",
-                            page="pages/x.py", params={"task": "reversal", "delay": "3"})
+                            page="views/x.py", params={"task": "reversal", "delay": "3"})
     seen, etas = [], []
     while True:
         manager.poll()
@@ -102,7 +102,7 @@ def test_submit_runs_to_finished_with_progress_and_checkpoint(manager):
     assert info.metrics["accuracy"] == 1.0 and info.metrics["test_accuracy"] == 1.0
     assert info.created <= info.started <= info.ended
     assert info.elapsed == pytest.approx(info.ended - info.started) and info.elapsed >= 25 * 0.04
-    assert (info.label, info.page, info.params) == ("count", "pages/x.py", {"task": "reversal", "delay": "3"})
+    assert (info.label, info.page, info.params) == ("count", "views/x.py", {"task": "reversal", "delay": "3"})
     assert info.kind == "fake_run_kinds:counting" and info.config == {"steps": 25, "sleep": 0.04}
     assert info.checkpoint == manager.root / run_id / "model.safetensors"
     with zipfile.ZipFile(io.BytesIO(manager.checkpoint_zip(run_id))) as zf:
@@ -428,7 +428,7 @@ def test_real_train_run_on_tiny_reversal(tmp_path):
                          steps=300, batch_size=32, lr=2e-2, lr_schedule="cosine", eval_every=50, patience=0,
                          val_size=200, test_size=300, device="cpu", log_every=10, seed=3)
     jm = JobManager(tmp_path)
-    run_id = jm.submit("train", config.to_dict(), label="tiny reversal", page="pages/delayed_outputs.py")
+    run_id = jm.submit("train", config.to_dict(), label="tiny reversal", page="views/delayed_outputs.py")
     running_steps = []
 
     def done():

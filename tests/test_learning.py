@@ -5,15 +5,16 @@
 - Sine filtering (c=15, a=5): a delayed LSTM with d = a reaches test MSE <= 1e-3; at d = 0 the
   same model stays above its irreducible floor and several times worse.
 
-The four runs are independent, so they train two at a time in worker processes (one torch
-thread each): on the two cores of CI that halves the wall time, on a busy machine it costs
-nothing. Every run is the public ``Trainer`` on a ``TrainConfig`` with a fixed seed; about three
-CPU minutes in all. Measured (seed 0, torch 2.13 CPU): reversal d=19 0.9962, d=0 0.6256 (bound
-0.625); sine d=5 MSE 4.4e-4, d=0 1.37e-3 (floor 9.0e-4).
+The four runs are independent, so they train two at a time, each a ``python -m drnn_demo train``
+process on one torch thread (the CLI a user runs; a subprocess, because multiprocessing's spawn
+would re-run whatever ``__main__`` AppTest left behind). On the two cores of CI that halves the
+wall time. Measured (seed 0, torch 2.13 CPU): reversal d=19 0.9962, d=0 0.6256 (bound 0.625);
+sine d=5 MSE 4.4e-4, d=0 1.37e-3 (floor 9.0e-4).
 """
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -22,47 +23,43 @@ from drnn_demo.tasks import build_task, reversal_best_accuracy
 pytestmark = pytest.mark.slow
 
 
-def _lstm(hidden_size, delay):
-    return {"core": "delayed", "core_args": {"hidden_size": hidden_size, "delay": delay, "cell": "lstm"}}
-
-
-REVERSAL = dict(task="reversal", task_args={"length": 20, "classes": 4}, steps=2000, batch_size=64, lr=2e-2,
-                lr_schedule="cosine", eval_every=250, patience=0, seed=0, device="cpu")
-SINE = dict(task="sine", task_args={}, steps=1500, batch_size=32, lr=1e-2, lr_schedule="cosine",
-            eval_every=250, patience=0, seed=0, device="cpu")
-RUNS = {  # longest first, so the pool finishes sooner
-    "reversal_d19": dict(REVERSAL, model=_lstm(128, 19)),
-    "sine_d5": dict(SINE, model=_lstm(64, 5)),
-    "reversal_d0": dict(REVERSAL, model=_lstm(128, 0)),
-    "sine_d0": dict(SINE, model=_lstm(64, 0)),
+REVERSAL = ["--task", "reversal", "-T", "20", "-V", "4", "--model", "delayed", "--cell", "lstm",
+            "--hidden-size", "128", "--steps", "2000", "--batch-size", "64", "--lr", "0.02",
+            "--lr-schedule", "cosine", "--eval-every", "250", "--patience", "0"]
+SINE = ["--task", "sine", "--model", "delayed", "--cell", "lstm", "--hidden-size", "64", "--steps", "1500",
+        "--batch-size", "32", "--lr", "0.01", "--lr-schedule", "cosine", "--eval-every", "250", "--patience", "0"]
+RUNS = {  # longest first, so the pair finishes sooner
+    "reversal_d19": REVERSAL + ["--delay", "19"],
+    "sine_d5": SINE + ["--delay", "5"],
+    "reversal_d0": REVERSAL + ["--delay", "0"],
+    "sine_d0": SINE + ["--delay", "0"],
 }
 
 
-def _train(config: dict) -> dict:
-    import torch
-
-    from drnn_demo.training import TrainConfig, Trainer
-
-    torch.set_num_threads(1)
-    result = Trainer(TrainConfig.from_dict(config)).run()
-    return {"status": result.status, "test": result.test_metrics, "val": result.val_metrics,
-            "elapsed": result.elapsed, "message": result.message}
-
-
 @pytest.fixture(scope="module")
-def runs():
-    """Start all four runs at once; each test waits only for the runs it needs."""
-    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
-    futures = {name: pool.submit(_train, config) for name, config in RUNS.items()}
-    yield futures
-    pool.shutdown(wait=True, cancel_futures=True)
+def runs(tmp_path_factory):
+    """Train all four, two at a time; returns name -> the CLI's JSON result."""
+    out = tmp_path_factory.mktemp("learning")
+    pending, running, results = list(RUNS.items()), {}, {}
+    while pending or running:
+        while pending and len(running) < 2:
+            name, args = pending.pop(0)
+            cmd = [sys.executable, "-m", "drnn_demo", "train", *args, "--seed", "0", "--device", "cpu",
+                   "--threads", "1", "--quiet", "--json", "--out", str(out / name)]
+            running[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        name, proc = next(iter(running.items()))
+        stdout, stderr = proc.communicate(timeout=900)
+        del running[name]
+        assert proc.returncode == 0, f"{name}: exit {proc.returncode}\n{stderr[-3000:]}"
+        results[name] = json.loads(stdout.strip().splitlines()[-1])
+    return results
 
 
 def _result(runs, name):
-    result = runs[name].result(timeout=900)
+    result = runs[name]
     print(f"{name}: {result['message']}")
     assert result["status"] == "finished", result["message"]
-    return result
+    return {"test": result["test_metrics"]}
 
 
 def test_delayed_lstm_learns_reversal_that_a_causal_one_cannot(runs):

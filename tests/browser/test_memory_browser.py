@@ -10,7 +10,7 @@ CHARTS = "[data-testid='stPlotlyChart']"
 
 def test_memory_page_shows_its_charts_without_exceptions(server, page):
     base, _ = server
-    page.goto(base)  # a fresh server whose first session opens a deep link falls back to the pages/ listing
+    page.goto(base)
     wait_idle(page)
     start = time.time()
     page.goto(f"{base}/memory")

@@ -81,3 +81,16 @@ def test_a_short_run_shows_progress_and_finishes(server, page):
     page.wait_for_selector("text=sine lstm d=5 h=64")
     assert "finished" in page.inner_text("body")
     screenshot(page, "runs-after-finish")
+
+
+def test_a_deep_link_in_a_new_session_gets_the_router_and_its_sidebar(server, browser):
+    """A shared URL opened cold must show the app's navigation and shared controls, not a bare page."""
+    base, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{base}/equivalence?eq_layers=2")
+    wait_idle(page)
+    page.wait_for_selector("text=H=16, d=1")
+    sidebar = page.inner_text("[data-testid='stSidebar']")
+    assert "Device for training runs" in sidebar and "Training runs" in sidebar
+    context.close()

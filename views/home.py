@@ -7,7 +7,7 @@ from drnn_demo import viz
 from drnn_demo.equivalence import demo_report
 from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe
 from drnn_demo.tasks import build_task
-from pages.ui import chart, job_manager
+from views.ui import chart, job_manager
 
 st.title("drnn_demo: how recurrent topologies really behave")
 st.markdown(
@@ -48,13 +48,13 @@ with cards[0].container(border=True):
               key="home_delayed")
     else:
         st.warning("No pretrained models yet: run `make pretrain`.")
-    st.page_link("pages/delayed_outputs.py", label="Open Delayed outputs", icon=":material/fast_forward:")
+    st.page_link("views/delayed_outputs.py", label="Open Delayed outputs", icon=":material/fast_forward:")
 with cards[1].container(border=True):
     st.subheader("Stacked ≡ Delayed")
     report = small_report()
     st.markdown(f"A 3-layer LSTM and its one-layer delayed twin differ by at most **{report.max_error:.1e}**.")
     chart(viz.layer_errors(report.layer_error), key="home_eq")
-    st.page_link("pages/equivalence.py", label="Open Stacked ≡ Delayed", icon=":material/stacks:")
+    st.page_link("views/equivalence.py", label="Open Stacked ≡ Delayed", icon=":material/stacks:")
 with cards[2].container(border=True):
     st.subheader("Training runs")
     runs = job_manager().runs()
@@ -63,7 +63,7 @@ with cards[2].container(border=True):
     if runs and runs[0].history:
         chart(viz.training_curves(runs[0].history), key="home_runs")
         st.caption(f"Latest: {runs[0].label} ({runs[0].status.replace('_', ' ')})")
-    st.page_link("pages/training_runs.py", label="Open Training runs", icon=":material/directions_run:")
+    st.page_link("views/training_runs.py", label="Open Training runs", icon=":material/directions_run:")
 
 st.subheader("Seed papers")
 st.markdown(

@@ -4,7 +4,7 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.equivalence import demo_report
-from pages.ui import chart, seed
+from views.ui import chart, seed
 
 GATES = {"rnn": ["h"], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}
 EPS_CHOICES = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from drnn_demo import viz
-from pages.ui import chart, format_seconds, job_manager
+from views.ui import chart, format_seconds, job_manager
 
 BADGE = {"queued": "gray", "running": "blue", "finished": "green", "early_stopped": "green", "diverged": "red",
          "cancelled": "orange", "failed": "red", "interrupted": "orange"}

@@ -10,7 +10,7 @@ from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
-from pages.ui import chart, device, format_seconds, job_manager, seed
+from views.ui import chart, device, format_seconds, job_manager, seed
 
 TASK_ARGS = {"reversal": REVERSAL, "sine": SINE}
 TASK_TEXT = {
@@ -124,7 +124,7 @@ if train_cols[1].button("Train this configuration", type="primary", icon=":mater
                          steps=int(steps), eval_every=max(10, int(steps) // 20), patience=0, seed=seed(),
                          device=device(), lr=BUDGET[task_name]["lr"])
     st.session_state.last_run = jobs.submit(
-        "train", config.to_dict(), label=f"{task_name} {cell} d={delay} h={hidden}", page="pages/delayed_outputs.py",
+        "train", config.to_dict(), label=f"{task_name} {cell} d={delay} h={hidden}", page="views/delayed_outputs.py",
         params={"task": task_name, "cell": cell, f"delay_{task_name}": str(delay), "hidden": str(hidden)})
 
 
@@ -152,6 +152,6 @@ if finished is not None:
         f"{finished.label}: {finished.status.replace('_', ' ')}. {finished.message}")
     links = st.columns(2)
     if finished.checkpoint is not None:
-        links[0].page_link("pages/delayed_outputs.py", label="Show this run here", icon=":material/visibility:",
+        links[0].page_link("views/delayed_outputs.py", label="Show this run here", icon=":material/visibility:",
                            query_params={**finished.params, "run": finished.id})
-    links[1].page_link("pages/training_runs.py", label="All training runs", icon=":material/directions_run:")
+    links[1].page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")

@@ -20,7 +20,7 @@ from drnn_demo.memory_analysis import (
     pretrained_name,
 )
 from drnn_demo.pretrained import PRETRAINED_DIR
-from pages.ui import chart, device, format_seconds, job_manager, seed
+from views.ui import chart, device, format_seconds, job_manager, seed
 
 NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
@@ -215,7 +215,7 @@ if train_cols[4].button(f"Train {len(cells)} cell{'s' if len(cells) != 1 else ''
         if cell == "asrnn":
             config["core_args"] = {**MEMORY_SPECS["asrnn"].core_args, "a": 0.0, "b": float(init_b)}
         submitted.append(jobs.submit("memory", config, label=f"copy L={gap} {NAMES[cell]} h={hidden}",
-                                     page="pages/memory.py", params={"mem_gap": str(gap)}))
+                                     page="views/memory.py", params={"mem_gap": str(gap)}))
     st.session_state.memory_runs = submitted
     st.session_state.pop("memory_done", None)
 
@@ -260,4 +260,4 @@ for run_id in st.session_state.get("memory_done", []):
     (st.success if info.status == "finished" else st.warning)(
         f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
 if st.session_state.get("memory_done"):
-    st.page_link("pages/training_runs.py", label="All training runs", icon=":material/directions_run:")
+    st.page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")
