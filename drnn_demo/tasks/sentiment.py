@@ -39,6 +39,7 @@ DATA_PATH = Path(__file__).resolve().parents[1] / "data" / "sentiment" / "senten
 SPLITS = ("train", "val", "test")
 PAD, UNK = "<pad>", "<unk>"
 LABELS = ("negative", "positive")
+PROGRESS_EVERY = 10  # batches between progress reports of train_sentiment
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
 
 
@@ -264,6 +265,7 @@ def train_sentiment(
     batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 1e-4, dropout: float = 0.5, patience: int = 6,
     min_count: int = 2, seed: int = 0, baseline: bool = True, threads: int | None = 1,
     log: Callable[[str], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[dict], None] | None = None,
 ) -> SentimentResult:
     """Train a word-level unidirectional LRN sentiment classifier on the fixed split.
 
@@ -275,6 +277,10 @@ def train_sentiment(
     (early stop after ``patience`` epochs without improvement). Metrics are measured on every
     sentence unpadded. With ``baseline`` the bag-of-words logistic regression is measured too.
 
+    ``on_progress`` (optional) receives ``{"step", "total_steps", "loss", "metrics", "elapsed"}`` after
+    every ``PROGRESS_EVERY`` batches and after every epoch (``step`` counts batches; the epoch's
+    validation accuracy comes in ``metrics``); ``should_stop()`` is checked at the same points.
+
     ``threads``: torch's intra-op threads during the call, restored afterwards (None: leave them).
     This model is so small that extra threads only add synchronisation: on two busy cores one
     thread trained 9x faster than two.
@@ -285,13 +291,13 @@ def train_sentiment(
         torch.set_num_threads(threads)
     try:
         return _train_sentiment(hidden_size, embedding_size, activation, epochs, batch_size, lr, weight_decay,
-                                dropout, patience, min_count, seed, baseline, log, should_stop)
+                                dropout, patience, min_count, seed, baseline, log, should_stop, on_progress)
     finally:
         torch.set_num_threads(previous)
 
 
 def _train_sentiment(hidden_size, embedding_size, activation, epochs, batch_size, lr, weight_decay, dropout,
-                     patience, min_count, seed, baseline, log, should_stop) -> SentimentResult:
+                     patience, min_count, seed, baseline, log, should_stop, on_progress=None) -> SentimentResult:
     from ..models import SequenceModel
 
     check_positive_int("epochs", epochs)
@@ -313,8 +319,16 @@ def _train_sentiment(hidden_size, embedding_size, activation, epochs, batch_size
               "seed": seed}
     history, best, best_epoch, since = [], (-math.inf, math.inf), 0, 0
     best_state = copy.deepcopy(model.state_dict())
+    per_epoch = sum(1 for _ in _length_batches(data["train"], batch_size, None))
+    step, stopped = 0, False
+
+    def report(loss: float, metrics: dict | None = None) -> None:
+        if on_progress is not None:
+            on_progress({"step": step, "total_steps": epochs * per_epoch, "loss": loss, "metrics": metrics or {},
+                         "elapsed": time.perf_counter() - start})
+
     for epoch in range(1, epochs + 1):
-        if should_stop is not None and should_stop():
+        if stopped or (should_stop is not None and should_stop()):
             break
         model.train()
         total, n = 0.0, 0
@@ -324,9 +338,17 @@ def _train_sentiment(hidden_size, embedding_size, activation, epochs, batch_size
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total, n = total + float(loss.detach()) * len(y), n + len(y)
+            total, n, step = total + float(loss.detach()) * len(y), n + len(y), step + 1
+            if step % PROGRESS_EVERY == 0:
+                report(total / n)
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+        if stopped:
+            break
         val = evaluate_sentences(model, data["val"])
         history.append({"epoch": epoch, "loss": total / n, "val": val, "elapsed": time.perf_counter() - start})
+        report(total / n, {"val_accuracy": val["accuracy"], "val_cross_entropy": val["cross_entropy"]})
         if log is not None:
             log(f"epoch {epoch}: train loss {total / n:.4f}, val accuracy {val['accuracy']:.4f}")
         score = (val["accuracy"], -val["cross_entropy"])
@@ -355,23 +377,51 @@ PRETRAINED_NAME = "lrn_sentiment"
 def pretrain_sentiment(out: str | Path | None = None, force: bool = False,
                        log: Callable[[str], None] | None = print, **kwargs) -> Path:
     """Train the pretrained sentiment LRN (if missing, or with ``force``) and save it as
-    ``<out>/lrn_sentiment.{safetensors,json}`` (``out`` defaults to ``pretrained/``); returns
-    the weights path. ``kwargs`` go to :func:`train_sentiment`. About half a minute on one CPU core."""
+    ``<out>/lrn_sentiment.{safetensors,json}`` (``out`` defaults to ``pretrained/``; with
+    ``activation="tanh"`` in ``kwargs``: ``lrn_sentiment_tanh.*``); returns the weights path.
+    ``kwargs`` go to :func:`train_sentiment`. About half a minute on one CPU core."""
     from ..checkpoints import checkpoint_paths, save_checkpoint
     from ..pretrained import PRETRAINED_DIR
 
-    weights, _ = checkpoint_paths(Path(out or PRETRAINED_DIR) / PRETRAINED_NAME)
+    activation = kwargs.get("activation", "identity")
+    name = PRETRAINED_NAME if activation == "identity" else f"{PRETRAINED_NAME}_{activation}"
+    weights, _ = checkpoint_paths(Path(out or PRETRAINED_DIR) / name)
     if weights.exists() and not force:
         if log is not None:
             log(f"{weights} exists (use force=True to retrain)")
         return weights
     result = train_sentiment(log=log, **kwargs)
-    path = save_checkpoint(weights, result.model, result.card(name=PRETRAINED_NAME))
+    path = save_checkpoint(weights, result.model, result.card(name=name))
     if log is not None:
         m, b = result.metrics, result.baseline or {}
-        log(f"{PRETRAINED_NAME}: test accuracy {m['test']['accuracy']:.4f} (val {m['val']['accuracy']:.4f}); "
+        log(f"{name}: test accuracy {m['test']['accuracy']:.4f} (val {m['val']['accuracy']:.4f}); "
             f"bag-of-words baseline test {b.get('test_accuracy', float('nan')):.4f}; {result.elapsed:.0f} s")
     return path
+
+
+def run_sentiment_job(config: dict, on_progress: Callable, should_stop: Callable[[], bool], run_dir: Path) -> dict:
+    """The ``"lrn_sentiment"`` run kind of :mod:`drnn_demo.jobs`: :func:`train_sentiment` in a worker.
+
+    ``config``: keyword arguments of :func:`train_sentiment` (``hidden_size``, ``activation``,
+    ``epochs``, ``seed``, ...; ``baseline`` defaults to False here, ``log``/``threads`` are the
+    worker's). The best-validation model and its card (plus ``run_id``) are saved to
+    ``run_dir/model.safetensors`` whatever the status, so a cancelled run keeps what it learned.
+    """
+    from ..checkpoints import save_checkpoint
+
+    kwargs = {"baseline": False, **{k: v for k, v in config.items() if k not in ("log", "threads", "device")}}
+    result = train_sentiment(**kwargs, threads=None, log=print, should_stop=should_stop, on_progress=on_progress)
+    card = result.card(name=f"{PRETRAINED_NAME}_{run_dir.name}", run_id=run_dir.name)
+    checkpoint = save_checkpoint(Path(run_dir) / "model.safetensors", result.model, card)
+    cancelled = should_stop()
+    epochs = len(result.history)
+    test, val = result.metrics["test"], result.metrics["val"]
+    message = (f"LRN ({result.config['activation']}, H={result.config['hidden_size']}): test accuracy "
+               f"{test['accuracy']:.3f} (validation {val['accuracy']:.3f}, best epoch {result.best_epoch} of {epochs})")
+    status = "cancelled" if cancelled else "early_stopped" if epochs < result.config["epochs"] else "finished"
+    return {"status": status, "message": message, "checkpoint": checkpoint,
+            "metrics": {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
+                        "test_cross_entropy": test["cross_entropy"]}}
 
 
 def load_pretrained_sentiment(path: str | Path | None = None):
