@@ -433,11 +433,11 @@ LRN_OTHER_COLOR = "rgba(140,140,140,0.35)"
 LRN_TICK_LIMIT = 60  # label every position with its token up to this many positions
 
 
-def _token_ticks(tokens: Sequence[str], marks: Sequence[int] = ()) -> dict:
+def _token_ticks(tokens: Sequence[str], marks: Sequence[int] = (), limit: int = LRN_TICK_LIMIT) -> dict:
     """Axis settings that label positions by their tokens (duplicates stay apart: the axis is numeric);
-    ``marks`` (ground truth) in bold red. Past :data:`LRN_TICK_LIMIT` positions, plain numbers."""
+    ``marks`` (ground truth) in bold red. Past ``limit`` positions, plain numbers."""
     T = len(tokens)
-    if T > LRN_TICK_LIMIT:
+    if T > limit:
         return dict(tickmode="auto")
     marked = set(marks)
     text = [f"<b style='color:{LRN_MARK_COLOR}'>{w}</b>" if k in marked else str(w) for k, w in enumerate(tokens)]
@@ -476,7 +476,7 @@ def lrn_token_shares(tokens: Sequence[str], shares: Sequence[float], labels: Seq
     if margin is not None:
         notes.append(f"sum {float(shares.sum()) + (bias or 0.0):+.3f} vs margin {margin:+.3f}")
     fig.update_xaxes(title="input token k", range=[-0.5, T - 0.5], **_token_ticks(tokens, marks))
-    fig.update_yaxes(title=f"→ {labels[1]}   |   → {labels[0]}", zeroline=False)
+    fig.update_yaxes(title=f"share (+ {labels[1]}, − {labels[0]})", zeroline=False)
     title = title or f"Each token's share of the decision, logit({labels[1]}) − logit({labels[0]})"
     return _finish(fig, title + (f" ({'; '.join(notes)})" if notes else ""), height=340, showlegend=False,
                    margin=dict(l=70, r=20, t=50, b=90))
@@ -550,7 +550,9 @@ def lrn_decay_curves(weights: np.ndarray, tokens: Sequence[str], highlight: Sequ
                                              "<extra></extra>"))
     fig.update_xaxes(title="later position t (state h_t)", range=[-0.5, T - 0.5], **_token_ticks(tokens))
     if log:
-        fig.update_yaxes(title="w[t, k] (log)", type="log", exponentformat="power")
+        positive = w[np.tril(np.ones((T, T), dtype=bool)) & (w > 0)]
+        decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
+        fig.update_yaxes(title="w[t, k] (log)", type="log", exponentformat="power", dtick=1 if decades > 3 else "D2")
     else:
         fig.update_yaxes(title="w[t, k]", rangemode="tozero")
     which = "mean over units" if unit is None else f"unit {unit}"
@@ -568,8 +570,8 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
     H, T = gate.shape
     words = np.asarray([str(x) for x in tokens], dtype=object)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=["input gate i_k", "forget chain ∏_{j>k} f_j (survival of token k to the "
-                                        "final state)"])
+                        subplot_titles=["input gate i_k (how much of token k enters)",
+                                        "forget chain f_{k+1} ⋯ f_{T−1} (how much of it survives to the final state)"])
     zs = [_log10_or_none(a, floor) if log else a for a in (gate, chain)]
     finite = np.concatenate([z[np.isfinite(z)] for z in zs])
     zmin = float(finite.min()) if log and finite.size else 0.0
@@ -595,13 +597,14 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
                    margin=dict(l=70, r=20, t=70, b=90))
 
 
-def lrn_activation_comparison(records: Sequence[dict], floor: float = 1e-17) -> go.Figure:
+def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = (), floor: float = 1e-17) -> go.Figure:
     """tanh vs identity side by side on the same input: each token's share of the decision (top row)
     and the error of the linear unfolding ``max_u |h_t - sum_k w[t, k] r_k|`` per position (bottom
     row, shared log scale, with the state scale ``max_u |h_t|`` dotted for reference).
 
     ``records``: ``{"label", "tokens", "shares" (T,), "error" (T,), "scale" (T,) (optional),
-    "probability": float (optional), "prediction": str (optional)}``, one per column.
+    "probability": float (optional), "prediction": str (optional)}``, one per column; ``marks``:
+    ground-truth positions (bold red tick labels).
     """
     n = len(records)
     titles = []
@@ -635,7 +638,8 @@ def lrn_activation_comparison(records: Sequence[dict], floor: float = 1e-17) -> 
                 x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
                 legendgroup="scale", showlegend=col == 1, line=dict(color="#555", dash="dot", width=1.5),
                 hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"), row=2, col=col)
-        fig.update_xaxes(**_token_ticks(tokens), row=1, col=col)
+        fig.update_xaxes(**_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 2), tickfont=dict(size=11), row=1,
+                         col=col)
         fig.update_xaxes(title="position t", row=2, col=col)
     fig.update_yaxes(title="share of the decision", row=1, col=1)
     fig.update_yaxes(title="error (log)", type="log", exponentformat="power", row=2, col=1)
@@ -643,5 +647,5 @@ def lrn_activation_comparison(records: Sequence[dict], floor: float = 1e-17) -> 
         fig.update_yaxes(type="log", exponentformat="power", row=2, col=col)
     fig.update_annotations(font_size=13)
     return _finish(fig, "tanh vs identity: the same input, the unfolded shares and how exact the unfolding is",
-                   height=620, margin=dict(l=70, r=20, t=110, b=60),
-                   legend=dict(orientation="h", yanchor="bottom", y=-0.14, x=0, xanchor="left"))
+                   height=640, margin=dict(l=70, r=20, t=110, b=60),
+                   legend=dict(orientation="h", yanchor="bottom", y=0.40, x=1, xanchor="right"))

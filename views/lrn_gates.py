@@ -19,7 +19,7 @@ from drnn_demo.tasks.sentiment import UNK, explain, tokenize
 from drnn_demo.token_weights import token_weights
 from views.ui import chart, device, format_seconds, job_manager, seed
 
-MODES = {"sentiment": "Sentiment (real reviews)", "keyword": "Last keyword (synthetic, known answer)"}
+MODES = {"Sentiment": "sentiment", "Last keyword": "keyword"}  # shown (and in the URL) -> internal name
 PRETRAINED = {("sentiment", "identity"): "lrn_sentiment", ("sentiment", "tanh"): "lrn_sentiment_tanh",
               ("keyword", "identity"): "lrn_keyword", ("keyword", "tanh"): "lrn_keyword_tanh"}
 EXAMPLES = [
@@ -80,7 +80,7 @@ def model_choices(mode: str) -> dict[str, str]:
             choices[f"pretrained:{activation}"] = f"pretrained, g = {activation}"
     for info in jobs.runs():
         if run_matches(info, mode):
-            choices[f"run:{info.id}"] = f"your run: {info.label} ({info.status.replace('_', ' ')})"
+            choices[f"run:{info.id}"] = f"your run {info.label} ({info.id})"  # stable: it is the URL value
     return choices
 
 
@@ -211,14 +211,18 @@ def keyword_input(task: LastKeyword) -> dict | None:
 
 st.title("LRN gates")
 st.markdown(
-    "A Lightweight Recurrent Network computes `i_t = σ(p_t + h_{t−1})`, `f_t = σ(q_t − h_{t−1})`, "
-    "`h_t = g(i_t ⊙ r_t + f_t ⊙ h_{t−1})`. Unfolded, `h_t = Σ_{k≤t} w[t, k] ⊙ r_k` with "
-    "**`w[t, k] = i_k ⊙ ∏_{j=k+1..t} f_j`**: the input gate decides how much of token k enters, the forget chain "
-    "how fast it fades. For g = identity this is exact, so the weights are attention weights over the tokens; "
-    "for g = tanh it is an approximation, and the page shows how far off it is."
+    r"A Lightweight Recurrent Network (Zhang & Sennrich, 2019) computes $i_t = \sigma(p_t + h_{t-1})$, "
+    r"$f_t = \sigma(q_t - h_{t-1})$, $h_t = g(i_t \odot r_t + f_t \odot h_{t-1})$ from $[p_t; q_t; r_t] = W x_t + b$. "
+    r"Unfolded, $h_t = \sum_{k \le t} w[t,k] \odot r_k$ with $w[t,k] = i_k \odot \prod_{j=k+1}^{t} f_j$: the "
+    "input gate decides how much of token k enters, the forget chain how fast it fades. For g = identity this is "
+    "exact, so the weights are attention weights over the tokens; for g = tanh it is an approximation, and the page "
+    "shows how far off it is."
 )
-mode = st.segmented_control("Data", list(MODES), format_func=MODES.get, default="sentiment", required=True,
-                            key="lrn_mode", bind="query-params")
+mode_label = st.segmented_control(
+    "Data", list(MODES), default="Sentiment", required=True, key="lrn_mode", bind="query-params",
+    help="Sentiment: one-sentence reviews (real data). Last keyword: synthetic sequences whose label is set by the "
+         "last keyword among distractors, so the token the weights should point at is known.")
+mode = MODES[mode_label]
 model_key = f"lrn_model_{mode}"
 choices = model_choices(mode)
 requested = st.session_state.pop("lrn_select", None) or st.query_params.get("run")
@@ -337,7 +341,7 @@ if model is not None:
         else:
             records = [comparison_record(f"pretrained, g = {a}", analyse(load_path(p)[0], card, item), labels)
                        for a, p in pair]
-            chart(viz.lrn_activation_comparison(records), key="lrn_compare")
+            chart(viz.lrn_activation_comparison(records, marks=marks), key="lrn_compare")
             st.caption("Both pretrained models on the same input. The error is `max_u |h_t − Σ_k w[t, k] r_k|` "
                        "with the gates the network actually computed: float64 round-off for the identity, the size of "
                        "the tanh's bend for tanh (dotted: the scale of the states, for reference).")
@@ -370,7 +374,7 @@ if train_cols[3].button(f"Train H = {train_hidden}, g = {train_g}", type="primar
         config["eval_every"] = max(10, int(budget) // 10)
         kind, label = "train", f"keyword LRN H={train_hidden} g={train_g}"
     st.session_state.lrn_run = jobs.submit(kind, config, label=label, page="views/lrn_gates.py",
-                                           params={"lrn_mode": mode})
+                                           params={"lrn_mode": mode_label})
     st.session_state.pop("lrn_done", None)
 
 

@@ -1,0 +1,182 @@
+"""AppTest: the LRN gates page predicts, draws the unfolded weights (checked against a slow loop over the
+model's own gates), reacts to its widgets, says clearly what it does with empty, unknown and very long
+input, points at the deciding keyword in the synthetic mode, and trains an LRN in a background run
+that it then shows."""
+
+import time
+
+import numpy as np
+import torch
+from apptest_helpers import figure_titled, figures, open_page
+
+from drnn_demo.tasks.sentiment import encode, load_pretrained_sentiment
+
+LRN = "views/lrn_gates.py"
+DEFAULT = "The food was great and the service was friendly!"
+TITLES = ("share of the decision", "Weight w[t, k]", "Decay of each token", "Input gates and forget chains",
+          "tanh vs identity")
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def heatmap_weights(fig: dict) -> np.ndarray:
+    """The real weights in the heatmap's hover data (NaN above the diagonal)."""
+    custom = fig["data"][0]["customdata"]
+    return np.array([[np.nan if c[2] is None else float(c[2]) for c in row] for row in custom])
+
+
+def reference_weights(text: str, unit: int | None = None) -> np.ndarray:
+    """w[t, k] = i_k * prod_{j=k+1..t} f_j from the gates the model computes, by plain loops."""
+    model, vocab, _ = load_pretrained_sentiment()
+    ids = encode(text, vocab)
+    assert model.core.batch_first
+    with torch.no_grad():
+        _, _, gates = model.core(model.embedding(ids).unsqueeze(0), return_gates=True)  # gates (1, B=1, T, H)
+    i, f = gates.input[0, 0].double().numpy(), gates.forget[0, 0].double().numpy()  # (T, H)
+    T, H = i.shape
+    w = np.full((T, T), np.nan)
+    for t in range(T):
+        for k in range(t + 1):
+            per_unit = i[k].copy()
+            for j in range(k + 1, t + 1):
+                per_unit *= f[j]
+            w[t, k] = per_unit.mean() if unit is None else per_unit[unit]
+    return w
+
+
+def test_defaults_predict_and_draw_the_weights_of_the_model():
+    at = open_page(LRN)
+    assert not at.exception
+    assert metric(at, "Prediction") == "positive"
+    model, vocab, _ = load_pretrained_sentiment()
+    with torch.no_grad():
+        p = torch.softmax(model(encode(DEFAULT, vocab).unsqueeze(0))[0].double(), -1)
+    assert metric(at, "P(positive)") == f"{float(p[1]):.3f}"
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    for title in TITLES:
+        assert any(title in t for t in titles), title
+    shown = heatmap_weights(figure_titled(at, "Weight w[t, k]"))
+    expected = reference_weights(DEFAULT)
+    assert np.array_equal(np.isnan(shown), np.isnan(expected))  # only tokens already read have a weight
+    assert np.allclose(shown[~np.isnan(shown)], expected[~np.isnan(expected)], rtol=1e-4, atol=1e-7)
+    shares = figure_titled(at, "share of the decision")
+    assert len(shares["data"][0]["y"]) == 10
+    assert shares["layout"]["xaxis"]["ticktext"][3] == "great"
+    compare = figure_titled(at, "tanh vs identity")
+    errors = [t for t in compare["data"] if t.get("name") == "unfolding error"]
+    identity, tanh = (max(t["customdata"][k][0] for k in range(10)) for t in errors)
+    assert identity < 1e-12 < 1e-3 < tanh  # exact for the identity, an approximation for tanh
+
+
+def test_typing_a_sentence_changes_the_prediction_and_the_figures():
+    at = open_page(LRN)
+    before = figure_titled(at, "share of the decision")
+    at.text_area(key="lrn_text").input("Wasted two hours of my life.").run()
+    assert not at.exception
+    assert metric(at, "Prediction") == "negative"
+    after = figure_titled(at, "share of the decision")
+    assert after["layout"]["xaxis"]["ticktext"] == ["wasted", "two", "hours", "of", "my", "life"]
+    assert before["data"][0]["y"] != after["data"][0]["y"]
+    at.selectbox(key="lrn_pick").select("I love this place, the staff were so nice.").run()
+    assert at.text_area(key="lrn_text").value == "I love this place, the staff were so nice."
+    assert metric(at, "Prediction") == "positive"
+
+
+def test_unit_and_log_scale_change_the_figures():
+    at = open_page(LRN)
+    mean_title = figure_titled(at, "Weight w[t, k]")["layout"]["title"]["text"]
+    assert "mean over units" in mean_title and "log scale" in mean_title
+    at.selectbox(key="lrn_unit").set_value(31).run()  # the last unit of H = 32
+    assert not at.exception
+    heat = figure_titled(at, "Weight w[t, k]")
+    assert "unit 31" in heat["layout"]["title"]["text"]
+    expected = reference_weights(DEFAULT, unit=31)
+    shown = heatmap_weights(heat)
+    assert np.allclose(shown[~np.isnan(shown)], expected[~np.isnan(expected)], rtol=1e-4, atol=1e-9)
+    gates = figure_titled(at, "Input gates and forget chains")
+    assert [(s["y0"], s["y1"]) for s in gates["layout"]["shapes"]] == [(30.5, 31.5)] * 2  # the unit outlined
+    assert "unit 31" in figure_titled(at, "Decay of each token")["layout"]["title"]["text"]
+    at.toggle(key="lrn_log").set_value(False).run()
+    heat = figure_titled(at, "Weight w[t, k]")
+    z = np.array(heat["data"][0]["z"], dtype=float)
+    assert heat["data"][0]["colorbar"]["title"]["text"] == "w"
+    assert np.allclose(z[~np.isnan(z)], shown[~np.isnan(shown)])  # linear colour: z is the weight itself
+    assert figure_titled(at, "Decay of each token")["layout"]["yaxis"].get("type") != "log"
+
+
+def test_empty_unknown_and_very_long_input_get_a_clear_message():
+    at = open_page(LRN, query={"lrn_text": "   "})
+    assert not at.exception
+    assert any("Type a sentence" in i.value for i in at.info)
+    assert not figures(at) and not at.metric
+
+    at.text_area(key="lrn_text").input("qwzx blorfle snarkwidget").run()
+    assert not at.exception
+    assert any("None of these words is in the model's vocabulary" in w.value for w in at.warning)
+    assert metric(at, "Words") == "3"
+
+    long_text = " ".join(["the service was slow but the food was great"] * 223)[: 2000 * 6]
+    words = len(long_text.split())
+    assert words >= 2000
+    at.text_area(key="lrn_text").input(long_text).run()
+    assert not at.exception
+    assert any(f"{words:,} words" in w.value and "first 150" in w.value for w in at.warning)
+    assert metric(at, "Words") == "150"
+    assert len(figure_titled(at, "Weight w[t, k]")["data"][0]["z"]) == 150
+
+
+def test_slider_extremes_and_the_synthetic_mode():
+    at = open_page(LRN, query={"lrn_mode": "Last keyword"})
+    assert not at.exception
+    assert metric(at, "Ground truth (last keyword)").startswith("class")
+    for value in (49, 0):
+        at.slider(key="lrn_example").set_value(value).run()
+        assert not at.exception and len(figures(at)) == 5
+    for size in (4, 128):
+        at.select_slider(key="lrn_hidden").set_value(size).run()
+        assert any(b.label == f"Train H = {size}, g = identity" for b in at.button)
+
+    # the label is the class of the LAST keyword: K1.0 early, K0.1 last -> class 0, decided at position 4
+    at.text_input(key="lrn_seq").input("d1 K1.0 d2 d3 K0.1 d4 d5 d6").run()
+    assert not at.exception
+    assert metric(at, "Ground truth (last keyword)") == "class 0"
+    assert metric(at, "Prediction") == "class 0"
+    assert metric(at, "Strongest token") == "4: K0.1"
+    shares = figure_titled(at, "share of the decision")
+    assert "K0.1" in shares["layout"]["xaxis"]["ticktext"][4] and "b style" in shares["layout"]["xaxis"]["ticktext"][4]
+
+    at.text_input(key="lrn_seq").input("d1 x9 K7.0").run()
+    assert not at.exception
+    assert any("Unknown tokens: x9, K7.0" in e.value for e in at.error)
+    at.text_input(key="lrn_seq").input("d1 d2 d3").run()
+    assert not at.exception
+    assert any("no keyword" in w.value for w in at.warning)
+    assert metric(at, "Ground truth (last keyword)") == "–"
+
+
+def test_training_in_the_background_then_shows_the_new_model():
+    at = open_page(LRN)
+    at.select_slider(key="lrn_hidden").set_value(4).run()
+    at.number_input(key="lrn_epochs").set_value(1).run()
+    at.button(key="lrn_train").click().run()
+    assert not at.exception
+    run_id = at.session_state["lrn_run"]
+    deadline = time.time() + 240
+    while "lrn_done" not in at.session_state and time.time() < deadline:
+        time.sleep(1)
+        at.run()
+    assert "lrn_done" in at.session_state, "the run did not finish in time"
+    at.run()  # the fragment's rerun selects the new model
+    assert not at.exception
+    assert at.success and "test accuracy" in at.success[0].value
+    assert at.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
+    assert any("H = 4, g = identity" in c.value for c in at.caption)
+    assert metric(at, "Prediction") in ("positive", "negative")
+    assert len(figure_titled(at, "Input gates and forget chains")["data"][0]["z"]) == 4  # one row per unit
+
+    # the Training runs page links back with the run's params plus run=<id>: a fresh session shows that run
+    again = open_page(LRN, query={"lrn_mode": "Sentiment", "run": run_id})
+    assert not again.exception
+    assert again.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
