@@ -435,13 +435,29 @@ LRN_TICK_LIMIT = 60  # label every position with its token up to this many posit
 
 def _token_ticks(tokens: Sequence[str], marks: Sequence[int] = (), limit: int = LRN_TICK_LIMIT) -> dict:
     """Axis settings that label positions by their tokens (duplicates stay apart: the axis is numeric);
-    ``marks`` (ground truth) in bold red. Past ``limit`` positions, plain numbers."""
+    ``marks`` (ground truth) in bold red. Past ``limit`` positions, plain numbers, or only the marks."""
     T = len(tokens)
     if T > limit:
-        return dict(tickmode="auto")
+        if not marks:
+            return dict(tickmode="auto")
+        return dict(tickmode="array", tickvals=list(marks), tickangle=-45,
+                    ticktext=[f"<b style='color:{LRN_MARK_COLOR}'>{k}: {tokens[k]}</b>" for k in marks])
     marked = set(marks)
     text = [f"<b style='color:{LRN_MARK_COLOR}'>{w}</b>" if k in marked else str(w) for k, w in enumerate(tokens)]
     return dict(tickmode="array", tickvals=list(range(T)), ticktext=text, tickangle=-45 if T > 8 else 0)
+
+
+def _token_categories(tokens: Sequence[str], marks: Sequence[int] = (), limit: int = LRN_TICK_LIMIT,
+                      angle: bool = True) -> tuple[list[str], dict]:
+    """A categorical token axis: unique names ``"k: token"`` (they are what the hover shows, so heatmaps
+    need no per-cell text) and axis settings that label the ticks with the bare tokens up to ``limit``."""
+    names = [f"{k}: {w}" for k, w in enumerate(tokens)]
+    ticks = _token_ticks(tokens, marks, limit)
+    if ticks.get("tickmode") == "array":
+        ticks["tickvals"] = [names[k] for k in ticks["tickvals"]]
+    if not angle:
+        ticks.pop("tickangle", None)
+    return names, dict(type="category", **ticks)
 
 
 def _log10_or_none(values: np.ndarray, floor: float) -> np.ndarray:
@@ -495,9 +511,8 @@ def lrn_weight_heatmap(weights: np.ndarray, tokens: Sequence[str], unit: int | N
     future = np.triu(np.ones((T, T), dtype=bool), 1)
     shown = np.where(future, np.nan, w)
     z = _log10_or_none(shown, floor) if log else shown
-    words = np.asarray([str(x) for x in tokens], dtype=object)
-    custom = np.stack([np.broadcast_to(words[:, None], (T, T)), np.broadcast_to(words[None, :], (T, T)), shown],
-                      axis=-1)
+    names, x_axis = _token_categories(tokens, marks)
+    _, y_axis = _token_categories(tokens, angle=False)
     which = "mean over units" if unit is None else f"unit {unit}"
     finite = z[np.isfinite(z)]
     zmin, zmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -505,15 +520,14 @@ def lrn_weight_heatmap(weights: np.ndarray, tokens: Sequence[str], unit: int | N
         zmin = 0.0
     if zmax <= zmin:
         zmax = zmin + 1e-12
+    # numeric arrays travel as base64 (a 150-token view stays small); in log view the real weights ride along
     fig = go.Figure(go.Heatmap(
-        z=z, x=np.arange(T), y=np.arange(T), colorscale=LRN_WEIGHT_SCALE, zmin=zmin, zmax=zmax, customdata=custom,
-        colorbar=dict(title="log10 w" if log else "w"), hoverongaps=False,
-        hovertemplate="state h_%{y} (after '%{customdata[0]}')<br>token %{x} '%{customdata[1]}'"
-                      "<br>w = %{customdata[2]:.4g}<extra></extra>"))
-    fig.update_xaxes(title="input token k", **_token_ticks(tokens, marks))
-    ticks = _token_ticks(tokens)
-    ticks.pop("tickangle", None)
-    fig.update_yaxes(title="output position t (state h_t)", autorange="reversed", **ticks)
+        z=z.astype(np.float32) if log else shown, x=names, y=names, colorscale=LRN_WEIGHT_SCALE, zmin=zmin, zmax=zmax,
+        customdata=shown if log else None, colorbar=dict(title="log10 w" if log else "w"), hoverongaps=False,
+        hovertemplate=f"state after %{{y}}<br>token %{{x}}<br>w = %{{{'customdata' if log else 'z'}:.4g}}"
+                      "<extra></extra>"))
+    fig.update_xaxes(title="input token k", **x_axis)
+    fig.update_yaxes(title="output position t (state h_t)", autorange="reversed", **y_axis)
     height = int(min(720, max(380, 14 * T + 200)))
     return _finish(fig, f"Weight w[t, k] of token k in state h_t ({which}{', log scale' if log else ''})",
                    height=height, margin=dict(l=90, r=20, t=50, b=90))
@@ -529,17 +543,14 @@ def lrn_decay_curves(weights: np.ndarray, tokens: Sequence[str], highlight: Sequ
     words = [str(x) for x in tokens]
     chosen = [k for k in dict.fromkeys(int(k) for k in highlight) if 0 <= k < T]
     fig = go.Figure()
-    xs, ys, texts = [], [], []
-    for k in range(T):
-        if k in chosen:
-            continue
-        t = np.arange(k, T)
-        xs += [*t.tolist(), None]
-        ys += [*[float(v) if v > 0 else None for v in w[k:, k]], None]
-        texts += [*[f"token {k} '{words[k]}' in h_{s}: w = {v:.4g}" for s, v in zip(t, w[k:, k], strict=True)], ""]
-    if xs:
-        fig.add_trace(go.Scatter(x=xs, y=ys, text=texts, mode="lines", name="other tokens",
-                                 line=dict(color=LRN_OTHER_COLOR, width=1), hovertemplate="%{text}<extra></extra>"))
+    others = [k for k in range(T) if k not in chosen]
+    if others:  # one grey trace, the curves separated by NaN gaps; numeric arrays travel as base64
+        xs = np.concatenate([np.append(np.arange(k, T), np.nan) for k in others]).astype(np.float32)
+        ys = np.concatenate([np.append(np.where(w[k:, k] > 0, w[k:, k], np.nan), np.nan) for k in others])
+        ks = np.concatenate([np.full(T - k + 1, k, dtype=np.float32) for k in others])
+        fig.add_trace(go.Scatter(x=xs, y=ys, customdata=ks, mode="lines", name="other tokens",
+                                 line=dict(color=LRN_OTHER_COLOR, width=1),
+                                 hovertemplate="token %{customdata} in h_%{x}: w = %{y:.4g}<extra></extra>"))
     for i, k in enumerate(chosen):
         t = np.arange(k, T)
         values = w[k:, k]
@@ -568,7 +579,7 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
     ``forget_chain`` are ``(T, H)``; ``unit`` is outlined; ``log`` colours by log10 (clipped at ``floor``)."""
     gate, chain = np.asarray(input_gate, dtype=float).T, np.asarray(forget_chain, dtype=float).T  # (H, T)
     H, T = gate.shape
-    words = np.asarray([str(x) for x in tokens], dtype=object)
+    names, x_axis = _token_categories(tokens)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=["input gate i_k (how much of token k enters)",
                                         "forget chain f_{k+1} ⋯ f_{T−1} (how much of it survives to the final state)"])
@@ -577,17 +588,15 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
     zmin = float(finite.min()) if log and finite.size else 0.0
     zmax = 0.0 if log else 1.0
     for row, (name, raw, z) in enumerate((("i", gate, zs[0]), ("chain", chain, zs[1])), start=1):
-        custom = np.stack([np.broadcast_to(words[None, :], (H, T)), raw], axis=-1)
         fig.add_trace(go.Heatmap(
-            z=z, x=np.arange(T), y=np.arange(H), coloraxis="coloraxis", customdata=custom,
-            hovertemplate=f"unit %{{y}}, token %{{x}} '%{{customdata[0]}}'<br>{name} = %{{customdata[1]:.4g}}"
-                          "<extra></extra>"), row=row, col=1)
+            z=z.astype(np.float32), x=names, y=np.arange(H), coloraxis="coloraxis", customdata=raw,
+            hovertemplate=f"unit %{{y}}, token %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>"), row=row, col=1)
         fig.update_yaxes(title="unit", autorange="reversed", row=row, col=1)
     if unit is not None and 0 <= unit < H:
         for row in (1, 2):
             fig.add_shape(type="rect", x0=-0.5, x1=T - 0.5, y0=unit - 0.5, y1=unit + 0.5, row=row, col=1,
                           line=dict(color=LRN_MARK_COLOR, width=2))
-    fig.update_xaxes(**_token_ticks(tokens), row=2, col=1)
+    fig.update_xaxes(**x_axis)
     fig.update_xaxes(title="input token k", row=2, col=1)
     fig.update_annotations(font_size=12)
     height = int(min(900, max(460, 2 * (8 * H + 60) + 170)))
@@ -638,7 +647,7 @@ def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = ()
                 x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
                 legendgroup="scale", showlegend=col == 1, line=dict(color="#555", dash="dot", width=1.5),
                 hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"), row=2, col=col)
-        fig.update_xaxes(**_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 2), tickfont=dict(size=11), row=1,
+        fig.update_xaxes(**_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 3), tickfont=dict(size=11), row=1,
                          col=col)
         fig.update_xaxes(title="position t", row=2, col=col)
     fig.update_yaxes(title="share of the decision", row=1, col=1)

@@ -22,9 +22,9 @@ def metric(at, label: str) -> str:
 
 
 def heatmap_weights(fig: dict) -> np.ndarray:
-    """The real weights in the heatmap's hover data (NaN above the diagonal)."""
-    custom = fig["data"][0]["customdata"]
-    return np.array([[np.nan if c[2] is None else float(c[2]) for c in row] for row in custom])
+    """The real weights the heatmap's hover shows (NaN above the diagonal): z, or beside log10 z."""
+    trace = fig["data"][0]
+    return np.array(trace["customdata"] if trace.get("customdata") is not None else trace["z"], dtype=float)
 
 
 def reference_weights(text: str, unit: int | None = None) -> np.ndarray:
@@ -117,6 +117,10 @@ def test_empty_unknown_and_very_long_input_get_a_clear_message():
     assert any("None of these words is in the model's vocabulary" in w.value for w in at.warning)
     assert metric(at, "Words") == "3"
 
+    at.text_area(key="lrn_text").input("great").run()  # one word: 1 x 1 weights, every figure still drawn
+    assert not at.exception
+    assert metric(at, "Words") == "1" and len(figures(at)) == 5
+
     long_text = " ".join(["the service was slow but the food was great"] * 223)[: 2000 * 6]
     words = len(long_text.split())
     assert words >= 2000
@@ -125,6 +129,17 @@ def test_empty_unknown_and_very_long_input_get_a_clear_message():
     assert any(f"{words:,} words" in w.value and "first 150" in w.value for w in at.warning)
     assert metric(at, "Words") == "150"
     assert len(figure_titled(at, "Weight w[t, k]")["data"][0]["z"]) == 150
+
+
+def test_stale_links_fall_back_to_what_exists():
+    at = open_page(LRN, query={"lrn_unit": "unit 40", "lrn_model_sentiment": "your run gone (20000101-000000-000000)"})
+    assert not at.exception
+    assert at.selectbox(key="lrn_unit").value == -1  # H = 32 has no unit 40: the mean is shown
+    assert at.selectbox(key="lrn_model_sentiment").value == "pretrained:identity"
+    at.selectbox(key="lrn_unit").set_value(31).run()
+    at.segmented_control(key="lrn_mode").set_value("Last keyword").run()  # H = 16 there
+    assert not at.exception
+    assert at.selectbox(key="lrn_unit").value == -1 and len(figures(at)) == 5
 
 
 def test_slider_extremes_and_the_synthetic_mode():

@@ -1,0 +1,64 @@
+"""The LRN gates page in a real browser: its charts render with no exception box, typing a sentence
+updates the prediction (and lands in the URL), and a shared URL opens the synthetic keyword mode."""
+
+import time
+
+from browser_helpers import screenshot, wait_idle
+
+CHARTS = "[data-testid='stPlotlyChart']"
+EXCEPTION = "[data-testid='stException']"
+
+
+def prediction(page) -> str:
+    metric = page.locator("[data-testid='stMetric']").filter(has_text="Prediction")
+    return metric.locator("[data-testid='stMetricValue']").inner_text().strip()
+
+
+def test_lrn_page_shows_its_charts_without_exceptions(server, page):
+    base, _ = server
+    start = time.time()
+    page.goto(f"{base}/lrn")
+    wait_idle(page)
+    page.wait_for_selector("text=tanh vs identity: the same input", timeout=90_000)
+    print(f"\nLRN gates page rendered in {time.time() - start:.2f}s")
+    page.wait_for_timeout(500)
+    screenshot(page, "page-lrn")
+    body = page.inner_text("body")
+    assert page.locator(EXCEPTION).count() == 0, body[:2000]
+    assert "Traceback" not in body
+    assert page.locator(CHARTS).count() == 5  # shares, w[t, k], decay, gates, tanh vs identity
+    assert prediction(page) == "positive"
+
+
+def test_typing_a_sentence_updates_the_prediction(server, page):
+    base, _ = server
+    page.goto(f"{base}/lrn")
+    wait_idle(page)
+    page.wait_for_selector(CHARTS, timeout=90_000)
+    assert prediction(page) == "positive"
+    box = page.get_by_label("Sentence (type your own; Ctrl+Enter to apply)")
+    box.fill("I would not recommend this phone, it broke after a week.")
+    start = time.time()
+    box.press("Control+Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll(\"[data-testid='stMetricValue']\")].some(e => e.innerText === 'negative')",
+        timeout=60_000)
+    wait_idle(page)
+    print(f"\ntyped sentence -> new prediction and figures: {time.time() - start:.2f}s")
+    assert prediction(page) == "negative"
+    assert "lrn_text=" in page.url and "phone" in page.url  # the sentence is in the URL, so it can be shared
+    assert page.locator(EXCEPTION).count() == 0
+    assert page.locator(CHARTS).count() == 5
+    screenshot(page, "lrn-typed-sentence")
+
+
+def test_a_shared_url_opens_the_keyword_mode(server, page):
+    base, _ = server
+    page.goto(f"{base}/lrn?lrn_mode=Last+keyword&lrn_seq=d1+K1.0+d2+K0.1+d3")
+    wait_idle(page)
+    page.wait_for_selector("text=Ground truth (last keyword)", timeout=90_000)
+    page.wait_for_selector(CHARTS, timeout=60_000)
+    assert page.locator(EXCEPTION).count() == 0
+    strongest = page.locator("[data-testid='stMetric']").filter(has_text="Strongest token")
+    assert "3: K0.1" in strongest.inner_text()  # the last keyword decides, and the weights point at it
+    screenshot(page, "lrn-keyword")
