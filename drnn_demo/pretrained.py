@@ -83,6 +83,7 @@ def _pretrain_lrn(out: Path, force: bool, log: Callable[[str], None]) -> None:
     from .tasks.sentiment import pretrain_sentiment
 
     pretrain_sentiment(out, force=force, log=log)
+    pretrain_sentiment(out, force=force, log=log, activation="tanh", epochs=60, patience=10)  # the LRN page's pair
     pretrain_keyword(out, force=force, log=log)
     pretrain_keyword(out, force=force, log=log, activation="tanh")
 

@@ -363,7 +363,8 @@ else:
     budget = train_cols[2].number_input("Steps", 50, 5000, 1000, step=50, key="lrn_steps")
 train_cols[3].write("")
 if train_cols[3].button(f"Train H = {train_hidden}, g = {train_g}", type="primary", icon=":material/play_arrow:",
-                        key="lrn_train"):
+                        key="lrn_train", disabled=bool(st.session_state.get("lrn_run")),
+                        help="one run at a time from this page; more on the Training runs page"):
     if mode == "sentiment":
         config = {"hidden_size": int(train_hidden), "activation": train_g, "epochs": int(budget), "seed": seed()}
         kind, label = "lrn_sentiment", f"sentiment LRN H={train_hidden} g={train_g}"
