@@ -414,6 +414,8 @@ if st.session_state.get("lrn_run"):
 done = run_info(st.session_state.get("lrn_done", ""))
 if done is not None:
     ok = done.status in ("finished", "early_stopped")
-    (st.success if ok else st.warning)(f"{done.label}: {done.status.replace('_', ' ')}. {done.message}"
+    status = done.status.replace("_", " ")
+    said = done.message if done.message.lower().startswith(status) else f"{status}. {done.message}"
+    (st.success if ok else st.warning)(f"{done.label}: {said}"
                                        + (" It is selected in **Model** above." if done.checkpoint else ""))
     st.page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")
