@@ -97,14 +97,6 @@ def test_bad_arguments(kwargs, match):
         Digits().sample(3, 0, split="validation")
 
 
-@pytest.fixture
-def one_thread():
-    """Two threads on a shared, busy 2-core machine can be 10x slower than one: train on one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.mark.slow
 def test_small_asrnn_learns_sequential_digits(one_thread):

@@ -56,14 +56,6 @@ def test_registry_names_and_errors():
         build_task("keyword", nope=1)
 
 
-@pytest.fixture
-def one_thread():
-    """A 16-unit model trains several times faster on one thread of a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.mark.slow
 def test_identity_lrn_weights_point_at_the_deciding_keyword(one_thread):

@@ -167,14 +167,6 @@ def test_pretrain_writes_small_loadable_checkpoints(tmp_path):
     assert "exists" in logs[-1]
 
 
-@pytest.fixture
-def one_thread():
-    """Two threads on a shared, busy 2-core machine can be 10x slower than one: train on one."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.mark.slow
 def test_asrnn_solves_copy_memory_with_gap_50(one_thread):
