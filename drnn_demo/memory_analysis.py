@@ -340,7 +340,7 @@ def train_memory_model(
 
 # --------------------------------------------------------------------------- pretrained models
 
-PRETRAIN_CELLS = ("asrnn", "lstm", "exprnn", "sru")
+PRETRAIN_CELLS = ("asrnn", "lstm", "exprnn", "sru", "lrn")
 PRETRAIN_STEPS = 800
 
 

@@ -7,8 +7,9 @@ the same outputs.
 
 The element-wise part runs in :class:`SRURecurrence`, an autograd Function with a forward loop
 of three in-place ops per step and a backward loop of two (the backward recurrence is linear
-once the gates are known); everything else is computed for all steps at once. That is the fast
-training path on the CPU: no graph node per step and per operation, as a plain loop records.
+once the gates are known); everything else is computed for many steps at once. That is the fast
+training path on the CPU: no graph node per step and per operation, as a plain loop records
+(``python -m drnn_demo.bench --only sru`` compares it with ``nn.LSTM`` and the ``sru`` package).
 """
 
 from __future__ import annotations
