@@ -60,6 +60,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary readable file
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
