@@ -11,13 +11,7 @@ from hypothesis import strategies as st
 from drnn_demo.models import ASRNN, SequenceModel, build_model
 from drnn_demo.models.asrnn import make_optimizer, orthogonal_param_groups, skew
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
 
 
 def reference(model: ASRNN, x, hx=None):

@@ -8,14 +8,7 @@ from hypothesis import strategies as st
 
 from drnn_demo.models import DelayedRNN, StackedRNN, build_model
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Reference comparisons at 1e-10 need float64."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
 
 
 def reference_cell(cell, nonlinearity, x_t, state, w_ih, w_hh, b_ih, b_hh):

@@ -13,13 +13,7 @@ from hypothesis import strategies as st
 from drnn_demo.models import SRU, SequenceModel, build_model
 from drnn_demo.models.sru import SRUCell, sru_recurrence
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
 
 
 def reference_layer(cell: SRUCell, x, c0):
