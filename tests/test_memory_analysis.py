@@ -122,7 +122,7 @@ def test_lstm_forget_bias_and_readings():
     asrnn = build_memory_model("asrnn", task, hidden_size=5)
     with torch.no_grad():
         asrnn.core.s.copy_(torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]))
-    np.testing.assert_allclose(saturation_levels(asrnn), [2 + 1e-5, 1 + 1e-5, 1e-5, 1 + 1e-5, 2 + 1e-5])
+    np.testing.assert_allclose(saturation_levels(asrnn), [2.001, 1.001, 0.001, 1.001, 2.001])
     assert saturation_levels(build_memory_model("exprnn", task, hidden_size=5)) is None
     assert saturation_levels(build_memory_model("lstm", task, hidden_size=5)) is None
     assert orthogonality_error(asrnn) < 1e-5
@@ -171,6 +171,6 @@ def test_pretrain_writes_small_loadable_checkpoints(tmp_path):
 @pytest.mark.slow
 def test_asrnn_solves_copy_memory_with_gap_50(one_thread):
     """The page's headline: asRNN below 10 % of the baseline cross-entropy (K=10, L=50), here in
-    300 of the 800 pretraining steps (measured: ~0.01 x baseline at 300, seed 0)."""
-    run = train_memory_model("asrnn", steps=300, hidden_size=128, batch_size=128, snapshot_every=100, val_size=300)
+    400 of the 800 pretraining steps (measured: 0.058 x baseline at 300, 0.036 at 400, seed 0)."""
+    run = train_memory_model("asrnn", steps=400, hidden_size=128, batch_size=128, snapshot_every=100, val_size=300)
     assert run.loss_ratio < 0.1, run.snapshots
