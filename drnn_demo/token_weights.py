@@ -313,6 +313,15 @@ def token_weights(
     )
 
 
+def _final_log_weights(model, x: torch.Tensor, layer: int):
+    """``log w[L-1, k]`` for every token of a batch, ``(L, B, H)``, with the LRN core and its float64 trace."""
+    core, _ = _lrn_core(model)
+    trace = _select(_float64_trace(model, x, None, batch_first=True), core, layer, 0)
+    log_i, log_f = _log_gates(trace, reverse=False)  # (L, B, H)
+    S = torch.cumsum(log_f, 0)
+    return core, trace, log_i + S[-1:] - S
+
+
 @dataclass
 class FinalAttribution:
     """What each token contributes to the final left-to-right state of each sequence of a batch.
@@ -336,12 +345,7 @@ def final_token_attribution(model, x: torch.Tensor, *, layer: int = -1) -> Final
     ``x`` is batch first: ``(B, L)`` ids for a model with an embedding, else ``(B, L, D)``.
     Computed in log space like :func:`token_weights`, in ``O(B L H)``.
     """
-    core, _ = _lrn_core(model)
-    traces = _float64_trace(model, x, None, batch_first=True)
-    trace = _select(traces, core, layer, 0)
-    log_i, log_f = _log_gates(trace, reverse=False)  # (L, B, H)
-    S = torch.cumsum(log_f, 0)
-    lw = log_i + S[-1:] - S  # log w[L-1, k]
+    core, trace, lw = _final_log_weights(model, x, layer)
     weight = (torch.logsumexp(lw, dim=-1) - math.log(core.hidden_size)).exp().T.cpu()
     wr = (lw.exp() * trace.r).transpose(0, 1).cpu()  # (B, L, H)
     readout = _readout_weight(model, core, layer, 0)
@@ -357,11 +361,6 @@ def final_token_weights(model, x: torch.Tensor, *, layer: int = -1, log: bool = 
 
     ``x`` is batch first: ``(B, L)`` ids for a model with an embedding, else ``(B, L, D)``.
     """
-    core, _ = _lrn_core(model)
-    traces = _float64_trace(model, x, None, batch_first=True)
-    trace = _select(traces, core, layer, 0)
-    log_i, log_f = _log_gates(trace, reverse=False)  # (L, B, H)
-    S = torch.cumsum(log_f, 0)
-    lw = log_i + S[-1:] - S  # log w[L-1, k]
+    core, _, lw = _final_log_weights(model, x, layer)
     out = (torch.logsumexp(lw, dim=-1) - math.log(core.hidden_size)).T.cpu()
     return out if log else out.exp()
