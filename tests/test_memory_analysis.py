@@ -26,14 +26,6 @@ from drnn_demo.models.asrnn import skew
 from drnn_demo.tasks.digits import Digits
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def small_task():
     return memory_task(copy_length=3, gap=6)
 
