@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import safetensors
-import safetensors.torch
 import torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
 
 from . import __version__
 from .models import MODELS, SequenceModel
@@ -110,7 +111,7 @@ def save_checkpoint(path: str | os.PathLike, model: SequenceModel, card: dict | 
         raise ValueError(f"save_checkpoint needs a SequenceModel (with a .config dict), got {type(model).__name__}")
     weights_path, card_path = checkpoint_paths(path)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    blob = safetensors.torch.save(tensors, metadata={"format": "pt", "drnn_demo": __version__})
+    blob = save_safetensors_bytes(tensors, metadata={"format": "pt", "drnn_demo": __version__})
     full = dict(card or {})
     train = full.get("train")
     if hasattr(train, "to_dict"):
@@ -170,7 +171,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except OSError as err:
         raise CheckpointError(f"{weights_path.name}: cannot read the weights: {err}") from err
     try:
-        tensors = safetensors.torch.load(blob)
+        tensors = load_safetensors_bytes(blob)
     except Exception as err:  # safetensors raises its own SafetensorError (and others) on bad bytes
         raise CheckpointError(f"{weights_path.name}: corrupt or truncated safetensors file ({err})") from err
     expected = card.get("sha256")
