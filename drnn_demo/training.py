@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .models import SequenceModel
+from .models.asrnn import orthogonal_param_groups
 from .tasks import Task, build_task
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -56,7 +57,8 @@ class TrainConfig:
             ``input_size`` may be given: it is the embedding size).
         steps: training steps (one fresh batch each).
         batch_size: sequences per step.
-        lr: Adam's learning rate.
+        lr: Adam's learning rate. The skew parameter of an orthogonal ``W_hh`` (asRNN, expRNN)
+            gets ``lr / 10``, as their papers do (:func:`drnn_demo.models.asrnn.orthogonal_param_groups`).
         clip: gradient norm clipping threshold (0 = no clipping).
         eval_every: steps between validation evaluations (and progress reports with metrics).
         patience: evaluations without validation improvement before early stopping (0 = off).
@@ -303,7 +305,7 @@ class Trainer:
         model.to(device)
         x_val, y_val = task.eval_set("val", cfg.val_size, derived_seed(cfg.seed, "val"))
         x_test, y_test = task.eval_set("test", cfg.test_size, derived_seed(cfg.seed, "test"))
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        optimizer = torch.optim.Adam(orthogonal_param_groups(model, cfg.lr), lr=cfg.lr)
         scheduler = None
         if cfg.lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.LambdaLR(

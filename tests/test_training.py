@@ -259,3 +259,15 @@ def test_cosine_schedule_ends_at_zero_learning_rate(monkeypatch):
 
     # the last step runs at lr * (1 + cos(29 pi / 30)) / 2 = 0.0027 lr
     assert last_step_change("cosine") < 0.01 * last_step_change("constant")
+
+
+def test_orthogonal_weights_of_asrnn_train_at_a_tenth_of_the_learning_rate():
+    # Adam's first step moves every parameter with a non-zero gradient by exactly its learning rate.
+    config = tiny(model={"core": "asrnn", "core_args": {"hidden_size": 8}}, steps=1, eval_every=1, lr=1e-2, clip=0.0)
+    torch.manual_seed(config.seed)
+    _, initial = build_for_config(config)
+    trained = Trainer(config).run().model
+    moved = {name: (p.detach() - dict(initial.named_parameters())[name].detach()).abs().max().item()
+             for name, p in trained.named_parameters()}
+    assert moved["core.skew_hh"] == pytest.approx(1e-3, rel=1e-3)
+    assert moved["core.weight_ih"] == pytest.approx(1e-2, rel=1e-3)
