@@ -1,11 +1,16 @@
-"""Memory & stability: train cells on copy memory and measure what the page plots.
+"""Memory & stability: train cells on memory tasks and measure what the page plots.
+
+The tasks (:data:`MEMORY_TASKS`): copy memory (``K`` symbols, a gap of ``L`` blanks, recall) and
+sequential / permuted digits (an 8 x 8 handwritten digit read one pixel per step, classified at
+the end: sMNIST / pMNIST in miniature).
 
 Everything the "Memory & stability" page shows comes from here, as plain numbers:
 
-- cross-entropy against iteration, with the baseline ``K ln 8 / (L + 2K)`` of "blank, then
-  guess" (:func:`train_memory_model` records it; :attr:`MemoryRun.history`);
+- cross-entropy against iteration, with the task's baseline: ``K ln 8 / (L + 2K)`` of "blank,
+  then guess" for copy memory, ``ln 10`` of a uniform guess for digits (:func:`train_memory_model`
+  records it; :attr:`MemoryRun.history`);
 - the gradient norm ``||dL/ds_t||`` of the recurrent state over time (:func:`state_gradient_norms`),
-  which shows whether the loss at the recall steps reaches the steps that stored the symbols;
+  which shows whether the loss at the recall (or read-out) steps reaches the first input steps;
 - asRNN's saturation levels ``|s| + eps`` (:func:`saturation_levels`) and how they move during
   training (:attr:`MemoryRun.snapshots`);
 - the orthogonality error ``||W_hh^T W_hh - I||_F`` (:func:`orthogonality_error`).
@@ -13,7 +18,7 @@ Everything the "Memory & stability" page shows comes from here, as plain numbers
 Each cell trains with the optimiser its paper uses (:data:`MEMORY_SPECS`): RMSprop with a
 separate, smaller learning rate on the orthogonal parameters for asRNN and expRNN (as the asRNN
 reference code), RMSprop for LSTM, SRU and LRN. :func:`pretrain_memory_models` writes the small
-checkpoints the page opens with (``pretrained/copy_L50_<cell>.{safetensors,json}``), the card
+checkpoints the page opens with (``pretrained/<task>_<cell>.{safetensors,json}``), the card
 carrying the training curve, the snapshots and the gradient norms at initialisation and at the end.
 """
 
@@ -37,6 +42,8 @@ from .tasks import Task, build_task
 from .training import derived_seed
 
 COPY_TASK = {"copy_length": 10, "gap": 50}
+# The tasks of the page and their default arguments: {registry name: task_args}.
+MEMORY_TASKS: dict[str, dict] = {"copy_memory": COPY_TASK, "digits": {"permuted": False}}
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,43 @@ MEMORY_SPECS: dict[str, MemorySpec] = {
 MEMORY_MODELS = tuple(MEMORY_SPECS)
 
 
-def memory_task(copy_length: int = COPY_TASK["copy_length"], gap: int = COPY_TASK["gap"]) -> Task:
-    """The copy-memory task of the page (``K`` symbols, gap ``L``)."""
-    return build_task("copy_memory", copy_length=copy_length, gap=gap)
+def memory_task(task: str = "copy_memory", **task_args) -> Task:
+    """A task of the page: ``memory_task(gap=100)`` (copy memory, ``K`` symbols, gap ``L``) or
+    ``memory_task("digits", permuted=True)``; arguments left out take :data:`MEMORY_TASKS`' defaults."""
+    check_choice("task", task, tuple(MEMORY_TASKS))
+    return build_task(task, **{**MEMORY_TASKS[task], **task_args})
 
 
 def baseline_loss(task: Task) -> float:
-    """The cross-entropy of "blank, then a uniform guess": ``K ln 8 / (L + 2K)`` for copy memory."""
+    """The cross-entropy a model that has learnt nothing useful reaches: "blank, then a uniform
+    guess", ``K ln 8 / (L + 2K)``, for copy memory; a uniform guess, ``ln 10``, for digits."""
     return float(task.baseline_loss)
+
+
+def task_phases(task: Task) -> list[dict]:
+    """The stretches of time steps the gradient plot shades: ``[{"start", "stop", "label", "role"}]``.
+
+    ``role`` is "input" (what must be remembered), "wait" (nothing to do) or "loss" (where the loss
+    sits). Copy memory: symbols, gap, recall. Digits: the 64 pixels, then the read-out at the last step.
+    """
+    if task.name == "copy_memory":
+        K, T = task.copy_length, task.length
+        return [{"start": 0, "stop": K, "label": "symbols", "role": "input"},
+                {"start": K, "stop": T - K, "label": f"gap of {task.gap} blanks", "role": "wait"},
+                {"start": T - K, "stop": T, "label": "recall", "role": "loss"}]
+    order = "in a fixed random order" if task.permuted else "row by row"
+    return [{"start": 0, "stop": task.length - 1, "label": f"pixels, {order}", "role": "input"},
+            {"start": task.length - 1, "stop": task.length, "label": "class", "role": "loss"}]
+
+
+def gradient_reach(norms: list[float] | None, task: Task) -> float | None:
+    """``||dL/ds_0|| / ||dL/ds_m||``: how much of the gradient at the step ``m`` before the loss
+    (copy memory: the marker; digits: the last pixel, which is read out) survives back to step 0.
+    None when the norms are missing or zero there."""
+    m = task.length - task.copy_length - 1 if task.name == "copy_memory" else task.length - 1
+    if not norms or len(norms) <= m or not norms[m]:
+        return None
+    return norms[0] / norms[m]
 
 
 def build_memory_model(name: str, task: Task, hidden_size: int = 128, spec: MemorySpec | None = None) -> SequenceModel:
@@ -217,16 +253,18 @@ def state_gradient_norms(model: SequenceModel, task: Task, x: torch.Tensor, y: t
 
 @dataclass
 class MemoryRun:
-    """One cell trained on copy memory.
+    """One cell trained on a memory task.
 
     Attributes:
         name: the cell (a key of :data:`MEMORY_SPECS`).
         model: the trained :class:`SequenceModel` (final weights).
+        task: the task's registry name (a key of :data:`MEMORY_TASKS`).
         spec, task_args, hidden_size, seed, batch_size: how it was built and trained.
         baseline: the task's baseline cross-entropy.
         history: ``{"step": [...], "loss": [...]}``, the training cross-entropy of every step.
         snapshots: every ``snapshot_every`` steps (and at step 0 and the end): ``{"step",
-            "val_loss", "saturation" (list or None), "orthogonality_error" (float or None)}``.
+            "val_loss", "val_accuracy", "saturation" (list or None), "orthogonality_error" (float
+            or None)}``. Copy memory's accuracy counts every step, blanks included.
         gradient_norms: ``{"initial": [...], "final": [...]}``, :func:`state_gradient_norms`
             on a fixed batch before and after training.
         status: "finished" | "cancelled" | "diverged"; elapsed: seconds.
@@ -234,6 +272,7 @@ class MemoryRun:
 
     name: str
     model: SequenceModel
+    task: str
     spec: MemorySpec
     task_args: dict
     hidden_size: int
@@ -252,6 +291,11 @@ class MemoryRun:
         return self.snapshots[-1]["val_loss"]
 
     @property
+    def final_accuracy(self) -> float:
+        """The validation accuracy at the last snapshot."""
+        return self.snapshots[-1]["val_accuracy"]
+
+    @property
     def loss_ratio(self) -> float:
         """``final_loss / baseline``: below 1 beats "blank, then guess"; near 0 solves the task."""
         return self.final_loss / self.baseline
@@ -259,14 +303,16 @@ class MemoryRun:
     def card(self) -> dict:
         """JSON-able summary for :func:`drnn_demo.checkpoints.save_checkpoint`."""
         return {
-            "task": "copy_memory", "task_args": dict(self.task_args), "seed": self.seed,
+            "task": self.task, "task_args": dict(self.task_args), "seed": self.seed,
             "memory": {
                 "cell": self.name, "spec": asdict(self.spec), "hidden_size": self.hidden_size,
                 "batch_size": self.batch_size, "baseline": self.baseline, "final_loss": self.final_loss,
+                "final_accuracy": self.final_accuracy,
                 "loss_ratio": self.loss_ratio, "history": self.history, "snapshots": self.snapshots,
                 "gradient_norms": self.gradient_norms, "status": self.status, "elapsed": self.elapsed,
             },
-            "metrics": {"val": {"cross_entropy": self.final_loss, "loss_ratio": self.loss_ratio}},
+            "metrics": {"val": {"cross_entropy": self.final_loss, "accuracy": self.final_accuracy,
+                                "loss_ratio": self.loss_ratio}},
         }
 
 
@@ -274,20 +320,23 @@ def _snapshot(model, task, step, x_val, y_val) -> dict:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        val_loss = float(task.loss(model(x_val), y_val))
+        metrics = task.metrics(model(x_val), y_val)
     model.train(was_training)
     levels = saturation_levels(model)
-    return {"step": step, "val_loss": val_loss, "saturation": None if levels is None else levels.tolist(),
+    return {"step": step, "val_loss": metrics["cross_entropy"], "val_accuracy": metrics["accuracy"],
+            "saturation": None if levels is None else levels.tolist(),
             "orthogonality_error": orthogonality_error(model)}
 
 
 def train_memory_model(
-    name: str, steps: int = 1000, task_args: dict | None = None, hidden_size: int = 128, batch_size: int = 128,
+    name: str, steps: int = 1000, task: str = "copy_memory", task_args: dict | None = None,
+    hidden_size: int = 128, batch_size: int = 128,
     seed: int = 0, snapshot_every: int = 50, val_size: int = 500, spec: MemorySpec | None = None,
     on_progress: Callable[[int, float], None] | None = None, should_stop: Callable[[], bool] | None = None,
     device: str | torch.device = "cpu", **spec_overrides,
 ) -> MemoryRun:
-    """Train cell ``name`` on copy memory for ``steps`` fresh batches; record what the page plots.
+    """Train cell ``name`` on ``task`` (a key of :data:`MEMORY_TASKS`, with ``task_args``) for
+    ``steps`` fresh batches; record what the page plots.
 
     ``spec_overrides`` replace fields of the cell's :class:`MemorySpec` (``lr=3e-3``, ...).
     ``on_progress(step, loss)`` is called after every step; ``should_stop()`` before every step
@@ -300,14 +349,14 @@ def train_memory_model(
     check_positive_int("batch_size", batch_size)
     check_positive_int("snapshot_every", snapshot_every)
     start = time.perf_counter()
-    task = memory_task(**(task_args or COPY_TASK))
+    task_name, task = task, memory_task(task, **(task_args or {}))
     spec = replace(spec or MEMORY_SPECS[name], **spec_overrides)
     torch.manual_seed(seed)
     model = build_memory_model(name, task, hidden_size, spec).to(device)
     optimizer = make_memory_optimizer(model, spec)
-    x_val, y_val = (t.to(device) for t in task.sample(val_size, derived_seed(seed, "val")))
+    x_val, y_val = (t.to(device) for t in task.eval_set("val", val_size, derived_seed(seed, "val")))
     x_probe, y_probe = x_val[:64], y_val[:64]
-    run = MemoryRun(name, model, spec, dict(task.args), hidden_size, seed, batch_size, baseline_loss(task))
+    run = MemoryRun(name, model, task_name, spec, dict(task.args), hidden_size, seed, batch_size, baseline_loss(task))
     run.gradient_norms["initial"] = state_gradient_norms(model, task, x_probe, y_probe).tolist()
     run.snapshots.append(_snapshot(model, task, 0, x_val, y_val))
     model.train()
@@ -347,19 +396,25 @@ PRETRAIN_CELLS = ("asrnn", "lstm", "exprnn", "sru", "lrn")
 PRETRAIN_STEPS = 800
 
 
-def pretrained_name(cell: str, gap: int = COPY_TASK["gap"]) -> str:
-    """``copy_L50_asrnn`` ...: the checkpoint stem of a pretrained copy-memory model."""
-    return f"copy_L{gap}_{cell}"
+def pretrained_name(cell: str, task: Task | None = None) -> str:
+    """The checkpoint stem of a pretrained memory model: ``copy_L50_asrnn`` (copy memory, gap 50),
+    ``digits_asrnn`` (sequential digits), ``pdigits_asrnn`` (permuted digits). Default task: copy, L = 50."""
+    task = task or memory_task()
+    if task.name == "copy_memory":
+        return f"copy_L{task.gap}_{cell}"
+    return f"{'p' if task.permuted else ''}digits_{cell}"
 
 
 def pretrain_memory_models(
     out: str | Path | None = None, cells: tuple[str, ...] = PRETRAIN_CELLS, steps: int = PRETRAIN_STEPS,
-    force: bool = False, log: Callable[[str], None] = print, **train_kwargs,
+    force: bool = False, log: Callable[[str], None] = print, task: str = "copy_memory", task_args: dict | None = None,
+    **train_kwargs,
 ) -> list[Path]:
-    """Train the page's copy-memory models (L = 50) and save them to ``out`` (default ``pretrained/``).
+    """Train the page's models on ``task`` (default copy memory, L = 50) and save them to ``out``
+    (default ``pretrained/``).
 
     Skips cells whose checkpoint exists unless ``force``. Each checkpoint is
-    ``<out>/copy_L50_<cell>.{safetensors,json}`` (< 1 MB); the card's ``memory`` entry holds the
+    ``<out>/<pretrained_name>.{safetensors,json}`` (< 1 MB); the card's ``memory`` entry holds the
     curve, the snapshots, the gradient norms and ``loss_ratio`` (final loss / baseline). Returns
     the paths written. ``python -m drnn_demo pretrain`` calls this.
     """
@@ -367,16 +422,19 @@ def pretrain_memory_models(
     from .pretrained import PRETRAINED_DIR
 
     out = Path(out) if out is not None else PRETRAINED_DIR
+    built = memory_task(task, **(task_args or {}))
     written = []
     for cell in cells:
-        path = out / f"{pretrained_name(cell)}.safetensors"
+        name = pretrained_name(cell, built)
+        path = out / f"{name}.safetensors"
         if path.exists() and not force:
             log(f"{path.name}: exists, skipped")
             continue
-        log(f"{path.name}: training {cell} on copy memory (L={COPY_TASK['gap']}) for {steps} steps")
-        run = train_memory_model(cell, steps=steps, **train_kwargs)
-        written.append(save_checkpoint(path, run.model, run.card() | {"name": pretrained_name(cell)}))
-        log(f"    loss {run.final_loss:.4f} = {run.loss_ratio:.3f} x baseline, {run.elapsed:.0f} s")
+        log(f"{path.name}: training {cell} on {built!r} for {steps} steps")
+        run = train_memory_model(cell, steps=steps, task=task, task_args=task_args, **train_kwargs)
+        written.append(save_checkpoint(path, run.model, run.card() | {"name": name}))
+        log(f"    loss {run.final_loss:.4f} = {run.loss_ratio:.3f} x baseline, accuracy {run.final_accuracy:.3f}, "
+            f"{run.elapsed:.0f} s")
     return written
 
 
@@ -386,28 +444,32 @@ def pretrain_memory_models(
 def run_memory_job(config: dict, on_progress: Callable, should_stop: Callable[[], bool], run_dir: Path) -> dict:
     """The ``"memory"`` run kind of :mod:`drnn_demo.jobs`: :func:`train_memory_model` in a worker.
 
-    ``config``: ``cell`` (a key of :data:`MEMORY_SPECS`), ``steps``, ``gap``, ``copy_length``,
-    ``hidden_size``, ``batch_size``, ``seed``, ``snapshot_every``, ``device`` ("auto" = CUDA when
-    present). The model and its card (:meth:`MemoryRun.card` plus ``run_id``) are saved to
-    ``run_dir/model.safetensors`` whatever the status, so the page can plot a cancelled run too.
+    ``config``: ``cell`` (a key of :data:`MEMORY_SPECS`), ``task`` (a key of :data:`MEMORY_TASKS`,
+    default copy memory) and ``task_args``, ``steps``, ``hidden_size``, ``batch_size``, ``seed``,
+    ``snapshot_every``, ``device`` ("auto" = CUDA when present), optional ``core_args``. The model and its
+    card (:meth:`MemoryRun.card` plus ``run_id``) are saved to ``run_dir/model.safetensors`` whatever
+    the status, so the page can plot a cancelled run too.
     """
     from .checkpoints import save_checkpoint
 
     config = dict(config)
     cell = config.pop("cell")
     steps = int(config.pop("steps", PRETRAIN_STEPS))
-    task_args = {"copy_length": int(config.pop("copy_length", COPY_TASK["copy_length"])),
-                 "gap": int(config.pop("gap", COPY_TASK["gap"]))}
+    task_name = config.pop("task", "copy_memory")
+    task_args = dict(config.pop("task_args", {}))
     device = config.pop("device", "auto")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     run = train_memory_model(
-        cell, steps=steps, task_args=task_args, device=device,
+        cell, steps=steps, task=task_name, task_args=task_args, device=device,
         on_progress=lambda step, loss: on_progress({"step": step, "total_steps": steps, "loss": loss}),
         should_stop=should_stop, **config)
-    card = run.card() | {"name": f"{pretrained_name(cell, task_args['gap'])}_{run_dir.name}", "run_id": run_dir.name}
+    name = pretrained_name(cell, memory_task(task_name, **task_args))
+    card = run.card() | {"name": f"{name}_{run_dir.name}", "run_id": run_dir.name}
     checkpoint = save_checkpoint(Path(run_dir) / "model.safetensors", run.model, card)
-    message = (f"{cell}: validation cross-entropy {run.final_loss:.4f} = {run.loss_ratio:.3f} × baseline "
-               f"after {run.history['step'][-1] if run.history['step'] else 0} steps")
+    message = (f"{cell}: validation cross-entropy {run.final_loss:.4f} = {run.loss_ratio:.3f} × baseline, "
+               f"accuracy {run.final_accuracy:.3f}, after {run.history['step'][-1] if run.history['step'] else 0} "
+               "steps")
     return {"status": run.status, "message": message, "checkpoint": checkpoint,
-            "metrics": {"val_cross_entropy": run.final_loss, "loss_ratio": run.loss_ratio}}
+            "metrics": {"val_cross_entropy": run.final_loss, "val_accuracy": run.final_accuracy,
+                        "loss_ratio": run.loss_ratio}}

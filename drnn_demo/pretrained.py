@@ -88,10 +88,16 @@ def _pretrain_lrn(out: Path, force: bool, log: Callable[[str], None]) -> None:
     pretrain_keyword(out, force=force, log=log, activation="tanh")
 
 
+DIGITS_PRETRAIN_STEPS = 600
+
+
 def _pretrain_memory(out: Path, force: bool, log: Callable[[str], None]) -> None:
     from .memory_analysis import pretrain_memory_models
 
-    pretrain_memory_models(out, force=force, log=log)
+    pretrain_memory_models(out, force=force, log=log)  # copy memory, L = 50
+    for permuted in (False, True):  # sequential and permuted digits
+        pretrain_memory_models(out, force=force, log=log, task="digits", task_args={"permuted": permuted},
+                               steps=DIGITS_PRETRAIN_STEPS, val_size=180)
 
 
 # Everything `python -m drnn_demo pretrain` regenerates, by page.

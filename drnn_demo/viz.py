@@ -295,18 +295,23 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
     return _finish(fig, title, height=420)
 
 
-def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int, which: str = "final") -> go.Figure:
-    """``||dL/ds_t||`` against ``t`` for each cell (log scale), with the phases of copy memory shaded.
+PHASE_COLORS = {"input": "#2ca02c", "wait": "#cccccc", "loss": "#d62728"}
+
+
+def gradient_norms_over_time(records: Sequence[dict], phases: Sequence[dict], which: str = "final") -> go.Figure:
+    """``||dL/ds_t||`` against ``t`` for each cell (log scale), with the phases of the task shaded.
 
     ``records``: ``{"label", "cell", "gradient_norms": {"initial": [...], "final": [...]}}``;
-    ``which``: "final", "initial" or "both" (initial dashed). A flat curve means the loss at the
-    recall steps reaches the steps that stored the symbols; a curve falling by many decades to the
-    left means vanishing gradients, one rising means exploding ones. Exact zeros (a state the loss
-    does not depend on, e.g. SRU's last cell state) are left out of the log plot; hover shows the rest.
+    ``phases``: ``[{"start", "stop", "label", "role"}]`` with role "input" / "wait" / "loss"
+    (:func:`drnn_demo.memory_analysis.task_phases`); ``which``: "final", "initial" or "both"
+    (initial dashed). A flat curve means the loss reaches the first input steps; a curve falling by
+    many decades to the left means vanishing gradients, one rising means exploding ones. Exact zeros
+    (a state the loss does not depend on, e.g. SRU's last cell state) are left out of the log plot;
+    hover shows the rest.
     """
     fig = go.Figure()
     kinds = {"final": ["final"], "initial": ["initial"], "both": ["initial", "final"]}[which]
-    T = 2 * copy_length + gap
+    T = max(p["stop"] for p in phases)
     for rec in records:
         color, label = _cell_color(rec["cell"]), rec["label"]
         for kind in kinds:
@@ -322,12 +327,10 @@ def gradient_norms_over_time(records: Sequence[dict], copy_length: int, gap: int
                 line=dict(color=color, width=2 if kind == "final" else 1.4, dash="solid" if kind == "final" else "dot"),
                 customdata=values,
                 hovertemplate=f"{name}<br>t = %{{x}}<br>||dL/ds_t|| = %{{customdata:.3e}}<extra></extra>"))
-    phases = [(0, copy_length, "symbols", "#2ca02c"),
-              (copy_length, copy_length + gap, f"gap of {gap} blanks", "#cccccc"),
-              (T - copy_length, T, "recall", "#d62728")]
-    for lo, hi, text, color in phases:
-        fig.add_vrect(x0=lo - 0.5, x1=hi - 0.5, fillcolor=color, opacity=0.08, line_width=0,
-                      annotation_text=text, annotation_position="bottom left", annotation_font_size=11)
+    for phase in phases:
+        fig.add_vrect(x0=phase["start"] - 0.5, x1=phase["stop"] - 0.5, fillcolor=PHASE_COLORS[phase["role"]],
+                      opacity=0.08 if phase["stop"] - phase["start"] > 1 else 0.25, line_width=0,
+                      annotation_text=phase["label"], annotation_position="bottom left", annotation_font_size=11)
     fig.update_xaxes(title="time step t", range=[-0.5, T - 0.5])
     fig.update_yaxes(title="||dL/ds_t|| (log)", type="log", exponentformat="power")
     return _finish(fig, "Gradient norm ||∂L/∂h_t|| over time", height=420)

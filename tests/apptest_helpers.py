@@ -2,6 +2,7 @@
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,13 @@ def figure_titled(at: AppTest, text: str) -> dict:
         if text in title:
             return fig
     raise AssertionError(f"no figure titled {text!r}")
+
+
+def rerun_until(at: AppTest, session_key: str, timeout: float = 180) -> None:
+    """Rerun the page once a second until ``session_key`` appears in its session state (a background
+    run ended); fail after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while session_key not in at.session_state and time.time() < deadline:
+        time.sleep(1)
+        at.run()
+    assert session_key in at.session_state, f"{session_key!r} did not appear within {timeout:.0f} s"

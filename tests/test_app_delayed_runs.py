@@ -1,10 +1,9 @@
 """AppTest: the Delayed outputs page shows pretrained models and reacts to its sliders; a tiny run
 started there finishes and is listed on the Training runs page."""
 
-import time
 
 import numpy as np
-from apptest_helpers import figure_titled, figures, open_page
+from apptest_helpers import figure_titled, figures, open_page, rerun_until
 
 DELAYED = "views/delayed_outputs.py"
 RUNS = "views/training_runs.py"
@@ -53,11 +52,7 @@ def test_a_tiny_run_started_on_the_page_finishes_and_is_listed():
     at.number_input(key="steps").set_value(20).run()
     next(b for b in at.button if b.label == "Train this configuration").click().run()
     assert not at.exception
-    deadline = time.time() + 180
-    while "finished_run" not in at.session_state and time.time() < deadline:
-        time.sleep(1)
-        at.run()
-    assert "finished_run" in at.session_state, "the run did not finish in time"
+    rerun_until(at, "finished_run")
     assert any("finished" in s.value for s in at.success)
     at.switch_page(RUNS).run()
     assert not at.exception

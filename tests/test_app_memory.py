@@ -1,14 +1,13 @@
-"""AppTest: the Memory & stability page shows the pretrained copy-memory models (loss with its baseline,
-gradient norms over time, asRNN's saturation, orthogonality), reacts to its widgets, survives extreme
+"""AppTest: the Memory & stability page shows the pretrained copy-memory and digits models (loss with its
+baseline, gradient norms over time, asRNN's saturation, orthogonality), reacts to its widgets, survives extreme
 settings, and trains the selected cells side by side in background runs that then replace the curves."""
 
 import math
-import time
 
 import numpy as np
-from apptest_helpers import figure_titled, figures, open_page
+from apptest_helpers import figure_titled, figures, open_page, rerun_until
 
-from drnn_demo.memory_analysis import PRETRAIN_CELLS, pretrained_name
+from drnn_demo.memory_analysis import PRETRAIN_CELLS, memory_task, pretrained_name
 from drnn_demo.pretrained import PRETRAINED_DIR
 
 MEMORY = "views/memory.py"
@@ -23,9 +22,29 @@ def cell_traces(fig: dict) -> list[dict]:
     return [t for t in fig["data"] if t.get("showlegend", True) is not False and "baseline" not in t.get("name", "")]
 
 
-def test_pretrained_copy_models_exist():
-    for cell in PRETRAIN_CELLS:
-        assert (PRETRAINED_DIR / f"{pretrained_name(cell)}.safetensors").exists(), cell
+def test_pretrained_memory_models_exist():
+    for task in (memory_task(), memory_task("digits"), memory_task("digits", permuted=True)):
+        for cell in PRETRAIN_CELLS:
+            assert (PRETRAINED_DIR / f"{pretrained_name(cell, task)}.safetensors").exists(), (cell, task)
+
+
+def test_digits_tasks_show_their_own_baseline_accuracy_and_phases():
+    at = open_page(MEMORY, query={"mem_task": "permuted digits"})
+    assert not at.exception
+    assert at.select_slider(key="mem_gap").disabled  # the gap is copy memory's setting
+    loss = figure_titled(at, "Cross-entropy vs iteration (permuted digits)")
+    line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
+    assert np.allclose(line["y"], math.log(10))
+    table = at.dataframe[0].value
+    assert set(table["shown"]) == {"pretrained"} and "validation accuracy" in table
+    grads = figure_titled(at, "Gradient norm")
+    assert all(len(t["x"]) == 64 for t in grads["data"])  # one norm per pixel
+    assert any("random order" in s["text"] for s in grads["layout"]["annotations"])
+    at.segmented_control(key="mem_task").set_value("sequential digits").run()
+    assert not at.exception
+    grads = figure_titled(at, "Gradient norm")
+    assert any("row by row" in s["text"] for s in grads["layout"]["annotations"])
+    assert "sequential digits" in figure_titled(at, "Cross-entropy vs iteration")["layout"]["title"]["text"]
 
 
 def test_defaults_show_every_figure_with_the_baseline():
@@ -96,11 +115,7 @@ def test_training_cells_side_by_side_replaces_the_curves():
     at.select_slider(key="mem_batch").set_value(16).run()
     next(b for b in at.button if b.label == "Train 2 cells").click().run()
     assert not at.exception
-    deadline = time.time() + 180
-    while "memory_done" not in at.session_state and time.time() < deadline:
-        time.sleep(1)
-        at.run()
-    assert "memory_done" in at.session_state, "the runs did not finish in time"
+    rerun_until(at, "memory_done")
     assert not at.exception
     assert len(at.success) == 2 and all("finished" in s.value for s in at.success)
     table = at.dataframe[0].value

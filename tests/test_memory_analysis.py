@@ -14,11 +14,14 @@ from drnn_demo.memory_analysis import (
     MEMORY_MODELS,
     baseline_loss,
     build_memory_model,
+    gradient_reach,
     memory_task,
     orthogonality_error,
     pretrain_memory_models,
+    pretrained_name,
     saturation_levels,
     state_gradient_norms,
+    task_phases,
     train_memory_model,
 )
 from drnn_demo.models import SequenceModel
@@ -147,17 +150,37 @@ def test_pretrain_writes_small_loadable_checkpoints(tmp_path):
     logs = []
     kwargs = dict(task_args={"copy_length": 3, "gap": 6}, hidden_size=8, batch_size=8, val_size=20)
     paths = pretrain_memory_models(tmp_path, cells=("asrnn", "lstm"), steps=3, log=logs.append, **kwargs)
-    assert [p.name for p in paths] == ["copy_L50_asrnn.safetensors", "copy_L50_lstm.safetensors"]
+    assert [p.name for p in paths] == ["copy_L6_asrnn.safetensors", "copy_L6_lstm.safetensors"]
     for path in paths:
         assert path.stat().st_size < 1_000_000
         model, card = load_checkpoint(path)
         assert card["memory"]["cell"] in ("asrnn", "lstm") and len(card["memory"]["history"]["loss"]) == 3
         x, _ = small_task().sample(2, 0)
         assert model(x).shape == (2, 12, 10)
-    assert read_card(paths[0])["name"] == "copy_L50_asrnn"
+    assert read_card(paths[0])["name"] == "copy_L6_asrnn"
     assert pretrain_memory_models(tmp_path, cells=("asrnn",), steps=3, log=logs.append, **kwargs) == []
     assert "exists" in logs[-1]
 
+
+
+def test_digits_train_on_the_page_with_their_own_baseline_and_phases():
+    run = train_memory_model("asrnn", steps=4, task="digits", task_args={"permuted": True}, hidden_size=8,
+                             batch_size=8, snapshot_every=2, val_size=30)
+    assert run.baseline == pytest.approx(math.log(10))
+    assert run.card()["task"] == "digits" and run.card()["task_args"]["permuted"] is True
+    assert len(run.gradient_norms["final"]) == 64  # one norm per pixel step
+    assert all(0 <= s["val_accuracy"] <= 1 for s in run.snapshots)
+    task = memory_task("digits", permuted=True)
+    assert pretrained_name("lstm", task) == "pdigits_lstm" and pretrained_name("lstm") == "copy_L50_lstm"
+    phases = task_phases(task)
+    assert (phases[0]["start"], phases[-1]["stop"]) == (0, 64) and phases[-1]["role"] == "loss"
+    copy = task_phases(memory_task(copy_length=3, gap=6))
+    assert [(p["start"], p["stop"]) for p in copy] == [(0, 3), (3, 9), (9, 12)]
+    assert gradient_reach([2.0] + [1.0] * 62 + [4.0], task) == 0.5  # step 0 over the read-out step 63
+    assert gradient_reach([1.0] * 8 + [4.0] + [1.0] * 3, memory_task(copy_length=3, gap=6)) == 0.25  # marker = 8
+    assert gradient_reach(None, task) is None
+    with pytest.raises(ValueError, match="task"):
+        memory_task("reversal")
 
 
 @pytest.mark.slow

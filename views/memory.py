@@ -1,4 +1,4 @@
-"""Memory & stability: LSTM, expRNN, asRNN, SRU and LRN on copy memory, side by side.
+"""Memory & stability: LSTM, expRNN, asRNN, SRU and LRN on copy memory and digits, side by side.
 
 Cross-entropy vs iteration with the baseline, ||dL/ds_t|| over time, asRNN's saturation levels and the
 orthogonality error of W_hh, from the pretrained checkpoints or from your own background runs.
@@ -16,8 +16,10 @@ from drnn_demo.memory_analysis import (
     MEMORY_SPECS,
     PRETRAIN_CELLS,
     PRETRAIN_STEPS,
+    gradient_reach,
     memory_task,
     pretrained_name,
+    task_phases,
 )
 from drnn_demo.pretrained import PRETRAINED_DIR
 from views.ui import chart, device, format_seconds, job_manager, seed
@@ -26,6 +28,7 @@ NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
 K = COPY_TASK["copy_length"]
 PRETRAINED_GAP = COPY_TASK["gap"]
+TASK_CHOICES = ["copy memory", "sequential digits", "permuted digits"]
 CELL_TEXT = {
     "lstm": "gated, saturating", "exprnn": "orthogonal W_hh (expm), modReLU", "asrnn": "orthogonal W_hh, adaptive "
     "saturation", "sru": "element-wise recurrence (2 layers)", "lrn": "element-wise recurrence, gates read h_{t-1}",
@@ -47,28 +50,24 @@ def card_at(path: Path) -> dict | None:
     return card_of(str(path), path.stat().st_mtime) if path.exists() else None
 
 
-def pretrained_card(cell: str, gap: int) -> tuple[dict | None, Path]:
-    path = PRETRAINED_DIR / f"{pretrained_name(cell, gap)}.safetensors"
-    return card_at(path), path
+def pretrained_card(cell: str, task) -> dict | None:
+    return card_at(PRETRAINED_DIR / f"{pretrained_name(cell, task)}.safetensors")
 
 
-def latest_runs(gap: int) -> dict:
-    """The newest memory run with a checkpoint for each cell at this gap: {cell: RunInfo}."""
+def latest_runs(task) -> dict:
+    """The newest memory run with a checkpoint for each cell on this task: {cell: RunInfo}."""
     found = {}
     for info in jobs.runs():  # newest first
-        if info.kind != "memory" or info.checkpoint is None or int(info.config.get("gap", -1)) != gap:
+        if info.kind != "memory" or info.checkpoint is None or info.config.get("task", "copy_memory") != task.name \
+                or info.config.get("task_args") != task.args:
             continue
         found.setdefault(info.config.get("cell"), info)
     return found
 
 
-def gradient_reach(memory: dict, gap: int) -> str:
-    """||dL/ds_0|| / ||dL/ds_marker|| after training: how much of the recall gradient survives the gap."""
-    norms = (memory.get("gradient_norms") or {}).get("final") or []
-    marker = K + gap - 1
-    if len(norms) <= marker or not norms[marker]:
-        return "–"
-    return f"{norms[0] / norms[marker]:.2e}"
+def reach_text(memory: dict, task) -> str:
+    reach = gradient_reach((memory.get("gradient_norms") or {}).get("final"), task)
+    return "–" if reach is None else f"{reach:.2e}"
 
 
 def record(cell: str, memory: dict, source: str) -> dict:
@@ -76,35 +75,51 @@ def record(cell: str, memory: dict, source: str) -> dict:
 
 
 st.title("Memory & stability")
-st.markdown(
-    f"**Copy memory**: read {K} symbols (from 8), then a gap of **L** blanks, then a marker; the network must "
-    f"output blanks until the marker and then recall the {K} symbols in order. Always answering blank and then "
-    f"guessing scores the **baseline** cross-entropy K ln 8 / (L + 2K); a cell that remembers goes far below it. "
-    "The gradient of the loss with respect to the recurrent state at step t shows whether the error at the recall "
-    "steps reaches the steps that stored the symbols: vanishing gradients fall by decades to the left."
-)
-
-controls = st.columns([1, 3, 1.3])
-gap = controls[0].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
-                                help=f"pretrained models exist for L = {PRETRAINED_GAP}; train your own for other L")
-cells = controls[1].multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
-                                bind="query-params", format_func=NAMES.get,
-                                help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
+controls = st.columns([2.2, 1.2, 1.6])
+task_choice = controls[0].segmented_control(
+    "Task", TASK_CHOICES, default="copy memory", required=True, key="mem_task",
+    bind="query-params", help="copy memory: recall symbols after a gap of L blanks; digits: classify an 8×8 "
+    "handwritten digit read one pixel per step (sMNIST / pMNIST in miniature)")
+is_copy = task_choice == "copy memory"
+gap = controls[1].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
+                                disabled=not is_copy,
+                                help=f"copy memory only; pretrained models exist for L = {PRETRAINED_GAP}, "
+                                "train your own for other L")
+cells = st.multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
+                       bind="query-params", format_func=NAMES.get,
+                       help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
 source_choice = controls[2].segmented_control(
     "Show", ["newest runs", "pretrained"], default="newest runs", required=True, key="mem_source",
-    bind="query-params", help="newest runs: your newest run of each cell at this L, else the pretrained model")
-task = memory_task(copy_length=K, gap=gap)
+    bind="query-params", help="newest runs: your newest run of each cell on this task, else the pretrained model")
+if is_copy:
+    task = memory_task(copy_length=K, gap=gap)
+    task_text = f"copy memory, K={K}, L={gap}"
+    st.markdown(
+        f"**Copy memory**: read {K} symbols (from 8), then a gap of **L** blanks, then a marker; the network must "
+        f"output blanks until the marker and then recall the {K} symbols in order. Always answering blank and then "
+        f"guessing scores the **baseline** cross-entropy K ln 8 / (L + 2K); a cell that remembers goes far below "
+        "it. The gradient of the loss with respect to the recurrent state at step t shows whether the error at the "
+        "recall steps reaches the steps that stored the symbols: vanishing gradients fall by decades to the left.")
+else:
+    task = memory_task("digits", permuted=task_choice == "permuted digits")
+    task_text = task_choice
+    st.markdown(
+        f"**{task_text.capitalize()}**: a real handwritten digit (scikit-learn's 8×8 images) is read one pixel per "
+        "step, 64 steps, " + ("in a fixed random order, which scatters each stroke over the whole sequence "
+                              "(pMNIST in miniature); " if task.permuted else "row by row (sMNIST in miniature); ")
+        + "the class is read out at the last step. A uniform guess scores the **baseline** cross-entropy ln 10; the "
+        "gradient over t shows whether the loss at the last step still reaches the first pixels.")
 baseline = float(task.baseline_loss)
 
 # ---------------------------------------------------------------- what to show: your newest run, else pretrained
-runs = latest_runs(gap) if source_choice == "newest runs" else {}
+runs = latest_runs(task) if source_choice == "newest runs" else {}
 records, rows, missing = [], [], []
 for cell in cells:
     info = runs.get(cell)
     card = card_at(info.checkpoint.with_suffix(".json")) if info is not None else None
     source = f"your run {info.id} ({info.status})" if card is not None else ""
     if card is None:
-        card, _ = pretrained_card(cell, gap)
+        card = pretrained_card(cell, task)
         source = "pretrained" if card is not None else ""
     if card is None:
         missing.append(cell)
@@ -114,29 +129,31 @@ for cell in cells:
     steps = memory["history"]["step"][-1] if memory["history"]["step"] else 0
     rows.append({"cell": NAMES[cell], "shown": source, "steps": steps, "hidden": memory.get("hidden_size"),
                  "validation CE": f"{memory['final_loss']:.3g}", "× baseline": f"{memory['loss_ratio']:.3g}",
+                 **({} if is_copy else {"validation accuracy": f"{memory.get('final_accuracy', float('nan')):.1%}"}),
                  "train time": format_seconds(memory.get("elapsed")),
-                 "‖∂L/∂s‖ first symbol / marker": gradient_reach(memory, gap)})
+                 f"‖∂L/∂s‖ {'first symbol / marker' if is_copy else 'first / last pixel'}": reach_text(memory, task)})
 
 if missing:
     names = ", ".join(NAMES[c] for c in missing)
     unshipped = [c for c in missing if c not in PRETRAIN_CELLS]
-    if gap != PRETRAINED_GAP:
+    if is_copy and gap != PRETRAINED_GAP:
         st.info(f"No model yet for **{names}** at L = {gap}: pretrained models exist only for L = {PRETRAINED_GAP}. "
                 "Train them below (one background run per cell).", icon=":material/model_training:")
     elif unshipped == missing:
-        st.info(f"No model yet for **{names}** at L = {gap}: there is no pretrained copy-memory model for "
+        st.info(f"No model yet for **{names}** on {task_text}: there is no pretrained model for "
                 f"{'it' if len(missing) == 1 else 'them'}. Train {'it' if len(missing) == 1 else 'them'} below.",
                 icon=":material/model_training:")
     else:
-        st.info(f"No model yet for **{names}** at L = {gap}. Pretrained checkpoints "
-                f"(`pretrained/copy_L{gap}_<cell>`) are missing: run `python -m drnn_demo pretrain --group memory`, "
-                "or train the cells below.", icon=":material/hourglass_empty:")
+        st.info(f"No model yet for **{names}** on {task_text}. Pretrained checkpoints "
+                f"(`pretrained/{pretrained_name('<cell>', task)}`) are missing: run "
+                "`python -m drnn_demo pretrain --group memory`, or train the cells below.",
+                icon=":material/hourglass_empty:")
 
 if not cells:
     st.warning("Pick at least one cell.")
 elif records:
     st.dataframe(rows, hide_index=True, width="stretch")
-    chart(viz.memory_loss_curves(records, baseline, title=f"Cross-entropy vs iteration (copy memory, K={K}, L={gap})"),
+    chart(viz.memory_loss_curves(records, baseline, title=f"Cross-entropy vs iteration ({task_text})"),
           key="mem_loss")
     st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
@@ -146,12 +163,16 @@ elif records:
                                    required=True, key="mem_grad", bind="query-params",
                                    help="on a fixed validation batch, after training or at initialisation")
     right.markdown(
-        "**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
-        "the gap to the symbol steps (green band). An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm "
-        "flat; a saturating cell loses decades across the gap (vanishing); a curve rising to the left explodes."
+        ("**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
+         "the gap to the symbol steps (green band). " if is_copy else
+         "**Reading it.** The loss sits on the last step (red band). To classify, the gradient must reach back to "
+         "the first pixels (green band). ")
+        + "An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm flat; a saturating cell loses decades on "
+        "the way back (vanishing); a curve rising to the left explodes."
     )
-    chart(viz.gradient_norms_over_time(records, K, gap, which), key="mem_grads")
-    st.caption("The table's last column: ‖∂L/∂s‖ at the first symbol over ‖∂L/∂s‖ at the marker, after training.")
+    chart(viz.gradient_norms_over_time(records, task_phases(task), which), key="mem_grads")
+    st.caption("The table's last column: ‖∂L/∂s‖ at the first step over ‖∂L/∂s‖ at the "
+               + ("marker" if is_copy else "last pixel (where the class is read out)") + ", after training.")
 
     asrnn = next((r for r in records if r["cell"] == "asrnn"), None)
     st.subheader("asRNN: saturation levels")
@@ -188,16 +209,16 @@ elif records:
 
 # ---------------------------------------------------------------- train side by side in background runs
 st.subheader("Train side by side")
-st.caption(f"One background run per selected cell on copy memory with L = {gap} (device: {device()}, seed {seed()}); "
+st.caption(f"One background run per selected cell on {task_text} (device: {device()}, seed {seed()}); "
            f"runs queue and train one after another. Each cell uses its paper's optimiser. The newest run of each "
            "cell replaces the pretrained curve above when it ends.")
-shipped = [c for c in (pretrained_card(c, PRETRAINED_GAP)[0] for c in MEMORY_MODELS) if c is not None]
+shipped = [card for card in (pretrained_card(c, task) for c in MEMORY_MODELS)
+           if card is not None and card["memory"]["history"]["step"]]
 if shipped:
-    times = [c["memory"]["elapsed"] / max(1, c["memory"]["history"]["step"][-1]) for c in shipped]
+    times = [c["memory"]["elapsed"] / c["memory"]["history"]["step"][-1] for c in shipped]
     st.caption(f"For scale: the pretrained models took {min(times) * 1000:.0f}–{max(times) * 1000:.0f} ms per step "
-               f"(hidden 128, batch 128, L = {PRETRAINED_GAP}, one CPU thread), i.e. about "
-               f"{format_seconds(min(times) * PRETRAIN_STEPS)}–{format_seconds(max(times) * PRETRAIN_STEPS)} per cell "
-               f"for {PRETRAIN_STEPS} steps.")
+               f"(hidden 128, batch 128, one CPU thread), i.e. about {format_seconds(min(times) * PRETRAIN_STEPS)}–"
+               f"{format_seconds(max(times) * PRETRAIN_STEPS)} per cell for {PRETRAIN_STEPS} steps.")
 train_cols = st.columns([1, 1, 1, 1, 2])
 steps = train_cols[0].number_input("Steps", 5, 20_000, PRETRAIN_STEPS, step=100, key="mem_steps")
 hidden = train_cols[1].select_slider("Hidden size", [16, 32, 64, 128], value=128, key="mem_hidden")
@@ -209,13 +230,13 @@ if train_cols[4].button(f"Train {len(cells)} cell{'s' if len(cells) != 1 else ''
                         icon=":material/play_arrow:", disabled=not cells):
     submitted = []
     for cell in cells:
-        config = {"cell": cell, "steps": int(steps), "gap": int(gap), "copy_length": K, "hidden_size": int(hidden),
-                  "batch_size": int(batch), "seed": seed(), "snapshot_every": max(1, int(steps) // 20),
-                  "device": device()}
+        config = {"cell": cell, "steps": int(steps), "task": task.name, "task_args": dict(task.args),
+                  "hidden_size": int(hidden), "batch_size": int(batch), "seed": seed(),
+                  "snapshot_every": max(1, int(steps) // 20), "device": device()}
         if cell == "asrnn":
             config["core_args"] = {**MEMORY_SPECS["asrnn"].core_args, "a": 0.0, "b": float(init_b)}
-        submitted.append(jobs.submit("memory", config, label=f"copy L={gap} {NAMES[cell]} h={hidden}",
-                                     page="views/memory.py", params={"mem_gap": str(gap)}))
+        submitted.append(jobs.submit("memory", config, label=f"{task_text}: {NAMES[cell]} h={hidden}",
+                                     page="views/memory.py", params={"mem_task": task_choice, "mem_gap": str(gap)}))
     st.session_state.memory_runs = submitted
     st.session_state.pop("memory_done", None)
 

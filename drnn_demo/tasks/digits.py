@@ -13,6 +13,7 @@ The images are split once, by a fixed seed, into train (1257), validation (180) 
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -81,6 +82,11 @@ class Digits(Task):
         self.length = PIXELS
         self.input_size = 1
         self.output_size = CLASSES
+
+    @property
+    def baseline_loss(self) -> float:
+        """Cross-entropy of a uniform guess over the 10 digits, ``ln 10``: what a model that learnt nothing reaches."""
+        return math.log(CLASSES)
 
     def split_size(self, split: str) -> int:
         """How many images ``split`` holds."""
