@@ -11,10 +11,15 @@ def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
 
-def test_home_runs_and_shows_a_live_figure():
+def test_home_runs_and_shows_a_live_figure_per_page():
     at = open_page()
     assert not at.exception
-    assert len(figures(at)) >= 1
+    assert figure_titled(at, "Test accuracy vs delay") and figure_titled(at, "Error per layer")
+    shares = figure_titled(at, "Each word's share of the decision")  # the pretrained LRN on an example sentence
+    tokens = shares["layout"]["xaxis"]["ticktext"]
+    assert "great" in tokens and "not" in tokens and len(shares["data"][0]["y"]) == len(tokens)
+    memory = figure_titled(at, "Copy memory, L = 50")
+    assert {t["name"] for t in memory["data"]} >= {"asRNN", "LSTM"}
     assert any("Seed papers" in s.value for s in at.subheader)
 
 

@@ -4,9 +4,12 @@ import streamlit as st
 import torch
 
 from drnn_demo import viz
+from drnn_demo.checkpoints import CheckpointError, load_checkpoint, read_card
 from drnn_demo.equivalence import demo_report
+from drnn_demo.memory_analysis import memory_task, pretrained_name
 from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe
 from drnn_demo.tasks import build_task
+from drnn_demo.tasks.sentiment import explain
 from views.ui import chart, job_manager
 
 st.title("drnn_demo: how recurrent topologies really behave")
@@ -35,6 +38,40 @@ def reversal_ladder(signature: tuple):
     return points, baselines
 
 
+LRN_EXAMPLE = "The food was great but the service was not friendly."
+
+
+@st.cache_data(show_spinner=False)
+def lrn_example(mtime: float) -> dict | None:
+    """The pretrained sentiment LRN's per-token shares of its decision on one example sentence."""
+    try:
+        model, card = load_checkpoint(PRETRAINED_DIR / "lrn_sentiment.safetensors")
+    except (CheckpointError, FileNotFoundError):
+        return None
+    e = explain(model.eval(), LRN_EXAMPLE, card["vocab"])
+    return {"tokens": e.token_weights.tokens, "shares": e.shares.numpy()}
+
+
+HOME_MEMORY_CELLS = (("asrnn", "asRNN"), ("lstm", "LSTM"))
+
+
+@st.cache_data(show_spinner=False)
+def memory_curves(mtimes: tuple) -> list[dict]:
+    """The shipped copy-memory (L = 50) training curves of asRNN and LSTM (model cards only: cheap)."""
+    records = []
+    for cell, label in HOME_MEMORY_CELLS:
+        path = PRETRAINED_DIR / f"{pretrained_name(cell)}.safetensors"
+        try:
+            records.append({**read_card(path)["memory"], "cell": cell, "label": label})
+        except (CheckpointError, FileNotFoundError, KeyError):
+            continue
+    return records
+
+
+def mtime(path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
 cards = st.columns(3)
 with cards[0].container(border=True):
     st.subheader("Delayed outputs")
@@ -56,6 +93,28 @@ with cards[1].container(border=True):
     chart(viz.layer_errors(report.layer_error), key="home_eq")
     st.page_link("views/equivalence.py", label="Open Stacked ≡ Delayed", icon=":material/stacks:")
 with cards[2].container(border=True):
+    st.subheader("LRN gates")
+    st.markdown("LRN's input and forget gates unfolded into weights over the tokens: which word decides.")
+    example = lrn_example(mtime(PRETRAINED_DIR / "lrn_sentiment.safetensors"))
+    if example:
+        chart(viz.lrn_token_shares(example["tokens"], example["shares"], title="Each word's share of the decision"),
+              key="home_lrn")
+    else:
+        st.warning("No pretrained sentiment LRN yet: run `make pretrain`.")
+    st.page_link("views/lrn_gates.py", label="Open LRN gates", icon=":material/grid_on:")
+
+more = st.columns(3)
+with more[0].container(border=True):
+    st.subheader("Memory & stability")
+    st.markdown("Copy memory and pixel-by-pixel digits: which cells remember, and where gradients vanish.")
+    records = memory_curves(tuple(mtime(PRETRAINED_DIR / f"{pretrained_name(c)}.json") for c, _ in HOME_MEMORY_CELLS))
+    if records:
+        chart(viz.memory_loss_curves(records, float(memory_task().baseline_loss), title="Copy memory, L = 50"),
+              key="home_memory")
+    else:
+        st.warning("No pretrained copy-memory models yet: run `make pretrain`.")
+    st.page_link("views/memory.py", label="Open Memory & stability", icon=":material/memory:")
+with more[1].container(border=True):
     st.subheader("Training runs")
     runs = job_manager().runs()
     st.markdown(f"Small models train in background processes while you explore. **{len(runs)}** run(s) so far, "
