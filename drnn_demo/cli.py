@@ -135,6 +135,52 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_reproduce(subparsers) -> None:
+    from .experiments import BUDGETS, EXPERIMENTS
+
+    p = subparsers.add_parser(
+        "reproduce", help="run one of the paper's experiments into results/",
+        description="Train and score every cell of an experiment's grid that has no result yet, writing "
+                    "results/<experiment>_<budget>.json and .csv after each cell (an interrupted run resumes), "
+                    "then print the table. small: minutes on a CPU; full: the paper's sizes (for a GPU).",
+    )
+    p.add_argument("experiment", choices=EXPERIMENTS)
+    p.add_argument("--budget", choices=BUDGETS, default="small", help="grid size (default: %(default)s)")
+    p.add_argument("--only", nargs="+", metavar="CELL", help="run only these cell ids (rerun if done)")
+    p.add_argument("--force", action="store_true", help="rerun cells that are already done")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models and data (default: %(default)s)")
+    p.add_argument("--out", default=None, help="results directory (default: results/)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import torch
+
+    from .reproduce import run_experiment, table
+
+    torch.set_num_threads(args.threads)
+    show = sys.stderr.isatty()
+
+    def progress(fraction: float, text: str) -> None:
+        if show:
+            print(f"\r  {fraction:6.1%}  {text[:70]:<70}", end="", file=sys.stderr, flush=True)
+
+    def log(line: str) -> None:
+        if show:
+            print("\r" + " " * 80 + "\r", end="", file=sys.stderr)
+        print(line, flush=True)
+
+    try:
+        rows = run_experiment(args.experiment, args.budget, seed=args.seed, only=args.only, force=args.force,
+                              directory=Path(args.out) if args.out else None, log=log, on_progress=progress)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(table(args.experiment, rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m drnn_demo",
@@ -143,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train(subparsers)
     _add_pretrain(subparsers)
+    _add_reproduce(subparsers)
     _add_bench(subparsers)
     return parser
 

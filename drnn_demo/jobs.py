@@ -116,6 +116,7 @@ RUN_KINDS: dict[str, RunKind] = {
     "train": run_train,
     "memory": lambda *args: importlib.import_module("drnn_demo.memory_analysis").run_memory_job(*args),
     "lrn_sentiment": lambda *args: importlib.import_module("drnn_demo.tasks.sentiment").run_sentiment_job(*args),
+    "reproduce_cell": lambda *args: importlib.import_module("drnn_demo.reproduce").run_cell_job(*args),
 }
 
 

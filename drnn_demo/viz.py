@@ -170,10 +170,11 @@ def sequence_panels(inputs: np.ndarray, target: np.ndarray, prediction: np.ndarr
 
 def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dict] = (),
                     bound: tuple[Sequence[int], Sequence[float]] | None = None, current: dict | None = None,
-                    lower_is_better: bool = False) -> go.Figure:
+                    lower_is_better: bool = False, title: str | None = None) -> go.Figure:
     """The dRNN metric at each delay, baselines as horizontal lines, the theory bound dashed.
 
-    ``points``: ``{"delay", "value", "label"}``; ``baselines``: ``{"name", "value"}``.
+    ``points``: ``{"delay", "value", "label"}``; ``baselines``: ``{"name", "value"}``;
+    ``title``: default "Test <metric> vs delay".
     """
     fig = go.Figure()
     if bound is not None:
@@ -195,7 +196,7 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
                                  marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color=PALETTE[1], width=3))))
     fig.update_xaxes(title="delay d")
     fig.update_yaxes(title=metric, type="log" if lower_is_better else "linear")
-    return _finish(fig, f"Test {metric} vs delay", height=420, margin=dict(l=60, r=20, t=50, b=110))
+    return _finish(fig, title or f"Test {metric} vs delay", height=420, margin=dict(l=60, r=20, t=50, b=110))
 
 
 def position_heatmap(matrix: np.ndarray, delays: Sequence[int], metric: str) -> go.Figure:

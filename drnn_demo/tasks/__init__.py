@@ -16,6 +16,7 @@ from .base import IGNORE_INDEX, Task
 from .copy_memory import CopyMemory
 from .digits import Digits
 from .keyword import LastKeyword
+from .mlm import MaskedCharLM
 from .reversal import Reversal, reversal_best_accuracy
 from .sentiment import Sentiment
 from .sine import SineFiltering, sine_filter, sine_irreducible_mse
@@ -27,6 +28,7 @@ TASKS: dict[str, type[Task]] = {
     "keyword": LastKeyword,
     "sentiment": Sentiment,
     "digits": Digits,
+    "mlm": MaskedCharLM,
 }
 
 
@@ -61,7 +63,7 @@ def build_task(name: str, **args) -> Task:
 
 
 __all__ = [
-    "IGNORE_INDEX", "TASKS", "CopyMemory", "Digits", "LastKeyword", "Reversal", "Sentiment", "SineFiltering", "Task",
-    "build_task",
+    "IGNORE_INDEX", "TASKS", "CopyMemory", "Digits", "LastKeyword", "MaskedCharLM", "Reversal", "Sentiment",
+    "SineFiltering", "Task", "build_task",
     "reversal_best_accuracy", "sine_filter", "sine_irreducible_mse", "task_arguments",
 ]
