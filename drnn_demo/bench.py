@@ -142,6 +142,19 @@ def lrn_forward() -> dict:
     }
 
 
+def paper_runtime() -> dict:
+    """The runtime experiment's small grid (drnn_demo.experiments.runtime), bidirectional LSTM first."""
+    from .experiments import runtime
+
+    cells = sorted(runtime.cells("small"), key=lambda c: c["id"] != "bidirectional")
+    torch.manual_seed(0)
+    first = cells[0]
+    x = torch.randn(first["batch"], first["length"], first["features"])
+    cpu = torch.device("cpu")
+    return {f"{c['id']} (H={c['hidden']})": _inference(runtime.build(c["family"], c["hidden"], c["delay"],
+                                                                      c["features"], cpu), x) for c in cells}
+
+
 COMPARISONS: list[Comparison] = [
     Comparison("delayed_vs_lstm", delayed_vs_lstm,
                "training step, B=64 T=100 D=128: a delayed LSTM costs about one nn.LSTM (ratio ~1.1 = (T+d)/T)"),
@@ -154,6 +167,9 @@ COMPARISONS: list[Comparison] = [
                "(divide the two ratios)"),
     Comparison("lrn_training", lrn_training,
                "training step, B=32 T=256 D=H=256: LRN <= 0.5 x nn.LSTM"),
+    Comparison("paper_runtime", paper_runtime,
+               "inference, B=64 T=100 D=64: delayed LSTMs (H=128) against bidirectional and stacked LSTMs at equal "
+               "hidden size and at equal parameter count (the paper: equal or faster than bidirectional)"),
     Comparison("lrn_forward", lrn_forward,
                "inference, B=32 T=256 D=H=256: LRN forward <= 2 x its own input-projection matmul"),
 ]

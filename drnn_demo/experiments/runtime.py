@@ -74,7 +74,7 @@ def cells(budget: str) -> list[dict]:
     return out
 
 
-def _model(family: str, hidden: int, delay: int, features: int, device: torch.device) -> nn.Module:
+def build(family: str, hidden: int, delay: int, features: int, device: torch.device) -> nn.Module:
     config = model_config(family, hidden, delay)
     return build_model(config["core"], input_size=features, batch_first=True, **config["core_args"]).to(device).eval()
 
@@ -103,8 +103,8 @@ def run_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
     start = time.perf_counter()
     device = pick_device("auto")
     torch.manual_seed(seed)
-    model = _model(cell["family"], cell["hidden"], cell["delay"], cell["features"], device)
-    reference = _model("bidirectional", cell["reference_hidden"], 0, cell["features"], device)
+    model = build(cell["family"], cell["hidden"], cell["delay"], cell["features"], device)
+    reference = build("bidirectional", cell["reference_hidden"], 0, cell["features"], device)
     x = torch.randn(cell["batch"], cell["length"], cell["features"], device=device)
     on_progress(0.0, "timing")
 
