@@ -124,7 +124,9 @@ def test_claims_follow_the_numbers_agree_disagree_or_missing():
         "runtime": [row("delayed_d5", "delayed", 5, ratio=0.55), row("bidirectional", "bidirectional", 0, ratio=1.0)],
     }
     verdicts = [c["verdict"] for c in claims(good)]
-    assert verdicts == ["agrees", "agrees", "agrees", "agrees"]
+    assert verdicts == ["agrees", "agrees", "agrees", "agrees"]  # sine: 4e-4 is clearly below 5e-4
+    assert "sine: best dRNN 0.0004 clearly beats" in claims(good)[1]["evidence"]
+    assert "reversal: best dRNN 0.998 ties with" in claims(good)[1]["evidence"]
     assert "0.998" in claims(good)[0]["evidence"] and "-0.20 points" not in claims(good)[2]["evidence"]
     assert "+0.20 points" in claims(good)[2]["evidence"]
 
