@@ -196,6 +196,13 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
                                  marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(color=PALETTE[1], width=3))))
     fig.update_xaxes(title="delay d")
     fig.update_yaxes(title=metric, type="log" if lower_is_better else "linear")
+    # horizontal lines do not widen plotly's autorange: make room for every value drawn
+    values = [v for v in [p["value"] for p in points] + [b["value"] for b in baselines]
+              + list(bound[1] if bound else []) if v is not None and np.isfinite(v) and (v > 0 or not lower_is_better)]
+    if values:
+        lo, hi = (np.log10(min(values)), np.log10(max(values))) if lower_is_better else (min(values), max(values))
+        pad = 0.06 * (hi - lo) if hi > lo else 0.1 * (abs(hi) or 1)
+        fig.update_yaxes(range=[lo - pad, hi + pad])
     return _finish(fig, title or f"Test {metric} vs delay", height=420, margin=dict(l=60, r=20, t=50, b=110))
 
 

@@ -66,6 +66,10 @@ else:
     notes = ["Dots: the delayed RNN at each delay; dotted lines: the other families"]
     if data["bound"]:
         notes.append("dashed: the best any model with that look-ahead can do")
+        delays, best = data["bound"]
+        solved = [d for d, b in zip(delays, best, strict=True) if b == 0]
+        if solved and lower:
+            notes.append(f"it is 0 from d = {solved[0]} on, below the log axis")
     st.caption("; ".join(notes) + ".")
     st.dataframe(pd.DataFrame([{
         "cell": r["cell"]["id"], "family": r["cell"]["family"], "delay": r["cell"]["delay"],
