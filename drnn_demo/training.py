@@ -243,7 +243,27 @@ def build_for_config(config: TrainConfig | dict) -> tuple[Task, SequenceModel]:
         model = SequenceModel(**kwargs)
     except TypeError as err:
         raise ValueError(f"bad model config {config.model!r}: {err}") from err
+    check_step_footprint(config.batch_size, task.sample(1, 0)[0].shape[1], model)
     return task, model
+
+
+# Resource limit: floats the backward pass keeps per training step (about 4 GiB of float32).
+MAX_STEP_FLOATS = 2**30
+
+
+def check_step_footprint(batch_size: int, length: int, model: SequenceModel) -> None:
+    """Refuse, before training, a step whose stored activations would exhaust memory.
+
+    Estimate: ``batch_size x length x units x 8`` floats, ``units`` the core's output features
+    (8 covers an LSTM's four gates, its cell state and the output kept for the backward pass).
+    Raises ``ValueError`` naming the numbers and :data:`MAX_STEP_FLOATS`.
+    """
+    floats = batch_size * length * model.core.output_size * 8
+    if floats > MAX_STEP_FLOATS:
+        raise ValueError(
+            f"batch_size x length x hidden units x 8 = {batch_size:,} x {length:,} x {model.core.output_size:,} x 8 "
+            f"= {floats:,} floats per training step exceeds the memory limit of {MAX_STEP_FLOATS:,} (4 GiB): use a "
+            "smaller batch, a shorter sequence or a smaller model")
 
 
 @torch.no_grad()

@@ -71,5 +71,5 @@ def test_bad_arguments_are_named():
         build_task("mlm", mask_rate=0)
     with pytest.raises(ValueError, match="length"):
         build_task("mlm", length=0)
-    with pytest.raises(ValueError, match="at most 10000"):
+    with pytest.raises(ValueError, match="at most 10,000"):
         build_task("mlm", length=20_000)

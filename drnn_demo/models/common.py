@@ -12,6 +12,11 @@ from torch import nn
 CELLS = ("rnn", "gru", "lstm")
 NONLINEARITIES = ("tanh", "relu")
 GATES_PER_CELL = {"rnn": 1, "gru": 3, "lstm": 4}
+# Resource limit: units per recurrent layer. An LSTM layer of 16384 units already holds ~2 GiB of
+# float32 weights; larger sizes are refused before anything is allocated.
+MAX_HIDDEN = 16384
+# Resource limit: steps of a generated sequence (a task's length, gap, ...).
+MAX_LENGTH = 100_000
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -19,9 +24,17 @@ def check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
-def check_positive_int(name: str, value) -> None:
+def check_positive_int(name: str, value, limit: int | None = None) -> None:
+    """``value`` is an int >= 1 (and <= ``limit``, a resource limit named in the message, if given)."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise ValueError(f"{name} must be at most {limit:,} (a memory limit), got {value:,}")
+
+
+def check_hidden_size(name: str, value) -> None:
+    """A layer's unit count: a positive int no larger than :data:`MAX_HIDDEN`."""
+    check_positive_int(name, value, MAX_HIDDEN)
 
 
 def check_non_negative_int(name: str, value) -> None:

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from .common import check_positive_int, to_time_first
+from .common import check_hidden_size, check_positive_int, to_time_first
 
 
 class SRURecurrence(torch.autograd.Function):
@@ -197,7 +197,7 @@ class SRUCell(nn.Module):
     ):
         super().__init__()
         check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
+        check_hidden_size("hidden_size", hidden_size)
         _check_dropout(dropout)
         self.input_size = input_size
         self.hidden_size = hidden_size
@@ -346,7 +346,7 @@ class SRU(nn.Module):
     ):
         super().__init__()
         check_positive_int("input_size", input_size)
-        check_positive_int("hidden_size", hidden_size)
+        check_hidden_size("hidden_size", hidden_size)
         check_positive_int("num_layers", num_layers)
         _check_dropout(dropout)
         if isinstance(projection_size, bool) or not isinstance(projection_size, int) or projection_size < 0:

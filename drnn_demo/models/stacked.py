@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_cell, check_positive_int, make_torch_rnn, to_time_first
+from .common import check_cell, check_hidden_size, check_positive_int, make_torch_rnn, to_time_first
 
 
 class StackedRNN(nn.Module):
@@ -53,7 +53,7 @@ class StackedRNN(nn.Module):
             raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {hidden_sizes!r}")
         hidden_sizes = list(hidden_sizes)
         for size in hidden_sizes:
-            check_positive_int("hidden_sizes[i]", size)
+            check_hidden_size("hidden_sizes[i]", size)
         check_cell(cell, nonlinearity)
         self.input_size = input_size
         self.hidden_sizes = hidden_sizes

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models.common import check_positive_int
+from ..models.common import MAX_LENGTH, check_positive_int
 from .base import Task
 
 BLANK, MARKER, SYMBOLS = 0, 9, 8
@@ -40,8 +40,8 @@ class CopyMemory(Task):
 
     def __init__(self, copy_length: int = 10, gap: int = 50):
         super().__init__()
-        check_positive_int("copy_length", copy_length)
-        check_positive_int("gap", gap)
+        check_positive_int("copy_length", copy_length, MAX_LENGTH)
+        check_positive_int("gap", gap, MAX_LENGTH)
         self.args = {"copy_length": copy_length, "gap": gap}
         self.copy_length, self.gap = copy_length, gap
         self.length = gap + 2 * copy_length

@@ -78,7 +78,8 @@ class MaskedCharLM(Task):
         if isinstance(mask_rate, bool) or not isinstance(mask_rate, int | float) or not 0 < mask_rate <= 1:
             raise ValueError(f"mask_rate must be a number in (0, 1], got {mask_rate!r}")
         if length + lookahead > 10_000:
-            raise ValueError(f"length + lookahead must be at most 10000 characters, got {length + lookahead}")
+            raise ValueError(f"length + lookahead must be at most 10,000 characters (a memory limit), "
+                             f"got {length + lookahead:,}")
         self.args = {"length": length, "lookahead": lookahead, "mask_rate": mask_rate}
         self.length, self.lookahead, self.mask_rate = length, lookahead, float(mask_rate)
         self.masked = max(1, round(mask_rate * length))

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models.common import check_non_negative_int, check_positive_int
+from ..models.common import MAX_LENGTH, check_non_negative_int, check_positive_int
 from .base import Task
 
 
@@ -56,7 +56,7 @@ class Reversal(Task):
 
     def __init__(self, length: int = 20, classes: int = 4):
         super().__init__()
-        check_positive_int("length", length)
+        check_positive_int("length", length, MAX_LENGTH)
         check_positive_int("classes", classes)
         self.args = {"length": length, "classes": classes}
         self.length, self.classes = length, classes

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from ..models.common import check_non_negative_int, check_positive_int
+from ..models.common import MAX_LENGTH, check_non_negative_int, check_positive_int
 from .base import Task
 
 
@@ -57,7 +57,7 @@ def sine_irreducible_mse(
     estimate. It is 0 for ``delay >= acausal``.
     """
     check_non_negative_int("delay", delay)
-    check_positive_int("length", length)
+    check_positive_int("length", length, MAX_LENGTH)
     h = sine_filter(causal, acausal, filter_seed).numpy()
     floors = np.zeros(length)
     for k in range(length):
@@ -98,7 +98,7 @@ class SineFiltering(Task):
     def __init__(self, length: int = 50, causal: int = 15, acausal: int = 5, scale: float = 0.1,
                  filter_seed: int = 0):
         super().__init__()
-        check_positive_int("length", length)
+        check_positive_int("length", length, MAX_LENGTH)
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0:
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         self.filter = sine_filter(causal, acausal, filter_seed)
