@@ -207,3 +207,52 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     model.to(map_location)
     model.eval()
     return model, card
+
+
+MAX_UPLOAD_BYTES = 50 * 2**20  # an uploaded checkpoint archive, and each file in it once unpacked
+
+
+def load_checkpoint_zip(data: bytes, map_location: str | torch.device = "cpu") -> tuple[SequenceModel, dict]:
+    """Load a checkpoint uploaded as the zip the Training runs page offers for download.
+
+    Checked before use, in this order: the size (at most :data:`MAX_UPLOAD_BYTES`), that it is a
+    zip holding exactly one ``.safetensors`` and one ``.json`` file with plain names, their
+    unpacked sizes (no zip bombs), then everything :func:`load_checkpoint` checks (the card, the
+    weights' SHA-256, a known model, tensor names and shapes, finite values). Never unpickles.
+    Raises :class:`CheckpointError` saying what is wrong.
+    """
+    import io
+    import zipfile
+
+    limit_mb = MAX_UPLOAD_BYTES // 2**20
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise CheckpointError(f"the upload is {len(data) / 2**20:.1f} MB; the limit is {limit_mb} MB")
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CheckpointError("not a zip archive: upload the .zip that 'Download checkpoint' gives "
+                              "(a .safetensors file and its .json card)")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        names = sorted(m.filename for m in members)
+        weights = [m for m in members if m.filename.endswith(".safetensors")]
+        cards = [m for m in members if m.filename.endswith(".json")]
+        if len(members) != 2 or len(weights) != 1 or len(cards) != 1:
+            raise CheckpointError(f"the archive must hold one .safetensors file and one .json card, it holds {names}")
+        for m in members:
+            if "/" in m.filename or "\\" in m.filename or m.filename.startswith("."):
+                raise CheckpointError(f"the archive member {m.filename!r} is not a plain file name")
+            if m.file_size > MAX_UPLOAD_BYTES:
+                raise CheckpointError(f"{m.filename} unpacks to {m.file_size / 2**20:.1f} MB; "
+                                      f"the limit is {limit_mb} MB")
+        with tempfile.TemporaryDirectory(prefix="drnn-upload-") as tmp:
+            stem = Path(tmp) / "uploaded"
+            for member, path in ((weights[0], stem.with_suffix(".safetensors")), (cards[0], stem.with_suffix(".json"))):
+                with archive.open(member) as src:
+                    content = src.read(MAX_UPLOAD_BYTES + 1)
+                if len(content) > MAX_UPLOAD_BYTES:
+                    raise CheckpointError(f"{member.filename} unpacks to more than {limit_mb} MB")
+                path.write_bytes(content)
+            try:
+                return load_checkpoint(stem, map_location)
+            except CheckpointError as err:  # name the uploaded files, not the temporary ones
+                message = str(err).replace("uploaded.safetensors", weights[0].filename)
+                raise CheckpointError(message.replace("uploaded.json", cards[0].filename)) from err

@@ -284,6 +284,25 @@ def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor,
     return task.metrics(pred, y.to(pred.device))
 
 
+def retest(model: SequenceModel, card: dict) -> dict:
+    """Re-measure a loaded :class:`Trainer` checkpoint on the test set its run used (same seed, same size).
+
+    ``card``: the model card (its ``train`` entry is the run's :class:`TrainConfig`). Raises
+    ``ValueError`` for a checkpoint made by another trainer (no usable ``train`` config).
+    """
+    train = card.get("train")
+    try:
+        if not isinstance(train, dict) or "task" not in train:
+            raise ValueError("its card has no training config")
+        config = TrainConfig.from_dict(train)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"this checkpoint was not made by the generic trainer, so its test set is unknown ({err})") \
+            from err
+    task = build_task(config.task, **config.task_args)
+    x, y = task.eval_set("test", config.test_size, derived_seed(config.seed, "test"))
+    return evaluate(model, task, x, y)
+
+
 def _finite_state(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 

@@ -3,6 +3,8 @@
 import streamlit as st
 
 from drnn_demo import viz
+from drnn_demo.checkpoints import MAX_UPLOAD_BYTES, CheckpointError, load_checkpoint_zip
+from drnn_demo.training import retest
 from views.ui import chart, format_seconds, job_manager
 
 BADGE = {"queued": "gray", "running": "blue", "finished": "green", "early_stopped": "green", "diverged": "red",
@@ -65,3 +67,41 @@ def run_list() -> None:
 
 
 run_list()
+
+
+@st.cache_data(max_entries=4, show_spinner="Checking and re-testing the checkpoint ...")
+def check_upload(data: bytes) -> dict:
+    """Validate an uploaded checkpoint zip and re-measure it: {"card", "retest"} or {"error"}."""
+    try:
+        model, card = load_checkpoint_zip(data)
+    except CheckpointError as err:
+        return {"error": str(err)}
+    try:
+        measured = retest(model, card)
+    except ValueError as err:
+        measured = str(err)
+    return {"card": card, "retest": measured}
+
+
+st.subheader("Check a downloaded checkpoint")
+upload = st.file_uploader(
+    "Checkpoint zip (from “Download checkpoint”)", type=["zip"], key="upload",
+    help=f"checked before use: at most {MAX_UPLOAD_BYTES // 2**20} MB, one .safetensors file and its .json card, the "
+         "weights' SHA-256, a known model, tensor names and shapes, finite values; nothing is unpickled")
+if upload is not None:
+    checked = check_upload(upload.getvalue())
+    if "error" in checked:
+        st.error(f"{upload.name}: {checked['error']}", icon=":material/block:")
+    else:
+        card, measured = checked["card"], checked["retest"]
+        model = card["model"]
+        st.success(f"{upload.name}: a valid checkpoint of a **{model['core']}** model "
+                   f"({', '.join(f'{k}={v}' for k, v in model.get('core_args', {}).items())}) for task "
+                   f"**{card.get('task')}**.", icon=":material/verified:")
+        recorded = (card.get("metrics") or {}).get("test") or {}
+        if isinstance(measured, dict):
+            st.dataframe([{"metric": k, "recorded in the card": recorded.get(k), "measured now": v}
+                          for k, v in measured.items()], hide_index=True)
+        else:
+            st.caption(f"Not re-tested: {measured}.")
+
