@@ -86,6 +86,7 @@ def check_upload(data: bytes) -> dict:
 st.subheader("Check a downloaded checkpoint")
 upload = st.file_uploader(
     "Checkpoint zip (from “Download checkpoint”)", type=["zip"], key="upload",
+    max_upload_size=MAX_UPLOAD_BYTES // 2**20,
     help=f"checked before use: at most {MAX_UPLOAD_BYTES // 2**20} MB, one .safetensors file and its .json card, the "
          "weights' SHA-256, a known model, tensor names and shapes, finite values; nothing is unpickled")
 if upload is not None:
