@@ -1,13 +1,21 @@
-"""Session-wide test settings and fixtures: runs never land in the project's runs/ directory."""
+"""Session-wide test settings and fixtures: runs never land in the project's runs/ directory, and
+reruns of paper experiments never change the shipped results/."""
 
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
 # The app's JobManager reads this when it is first created (it is cached for the whole process).
 os.environ.setdefault("DRNN_RUNS_DIR", tempfile.mkdtemp(prefix="drnn-test-runs-"))
+# Paper-experiment reruns started by page tests write here, into a copy of the shipped results/.
+if "DRNN_RESULTS_DIR" not in os.environ:
+    _results = Path(tempfile.mkdtemp(prefix="drnn-test-results-")) / "results"
+    shutil.copytree(Path(__file__).parents[1] / "results", _results)
+    os.environ["DRNN_RESULTS_DIR"] = str(_results)
 
 
 @pytest.fixture
