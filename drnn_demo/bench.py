@@ -175,18 +175,28 @@ COMPARISONS: list[Comparison] = [
 ]
 
 
-def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2) -> list[dict]:
-    cases = comparison.build()
+def time_interleaved(cases: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2,
+                     sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Median seconds of each zero-argument callable: ``warmup`` calls each, then ``repeats`` rounds
+    timed in turn (A, B, C, A, B, C, ...). ``sync`` (e.g. ``torch.cuda.synchronize``) runs before
+    every clock reading, so GPU work is counted."""
+    sync = sync or (lambda: None)
     for run in cases.values():
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, run in cases.items():
+            sync()
             start = time.perf_counter()
             run()
+            sync()
             times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2) -> list[dict]:
+    medians = time_interleaved(comparison.build(), repeats, warmup)
     baseline = next(iter(medians.values()))
     return [
         {"comparison": comparison.name, "case": name, "median_ms": 1e3 * m, "ratio": m / baseline}

@@ -3,26 +3,18 @@ within the cap (the rest queue, with positions), a long run's history stays boun
 and the server answers its health check throughout."""
 
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from app_server import start_app, stop_app
 
 from drnn_demo.jobs import HISTORY_POINTS, STATE_FILE, JobManager
 
 ROOT = Path(__file__).parents[1]
 CAP, SESSIONS, RUNS_PER_SESSION = 2, 3, 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -35,30 +27,9 @@ def runs_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def server(runs_dir, tmp_path):
     """The app on 127.0.0.1, sharing the runs directory and the cap; yields its base URL."""
-    port = free_port()
-    env = dict(os.environ, DRNN_RUNS_DIR=str(runs_dir))
-    with open(tmp_path / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(base + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the app server never became healthy")
+    proc, base, _ = start_app(runs_dir, tmp_path / "server.log")
     yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_app(proc)
 
 
 class HealthProbe(threading.Thread):

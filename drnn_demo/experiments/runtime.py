@@ -14,13 +14,13 @@ On a GPU the clock is read after ``torch.cuda.synchronize()``.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from ..bench import time_interleaved
 from ..models import build_model
 from ..training import pick_device
 from . import check_budget
@@ -79,24 +79,6 @@ def build(family: str, hidden: int, delay: int, features: int, device: torch.dev
     return build_model(config["core"], input_size=features, batch_first=True, **config["core_args"]).to(device).eval()
 
 
-def time_interleaved(runs: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                     device: torch.device) -> dict[str, float]:
-    """Median seconds of each zero-argument callable, timed in turn (A, B, A, B, ...) after ``warmup`` calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
 def run_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
              should_stop: Callable[[], bool]) -> dict:
     """Time the cell's model and the equal-hidden bidirectional LSTM side by side; ``ratio`` = model / reference."""
@@ -115,7 +97,7 @@ def run_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
         return run
 
     medians = time_interleaved({"model": infer(model), "reference": infer(reference)}, cell["repeats"], cell["warmup"],
-                               device)
+                               torch.cuda.synchronize if device.type == "cuda" else None)
     on_progress(1.0, "done")
     return {"ms_per_batch": 1e3 * medians["model"], "reference_ms": 1e3 * medians["reference"],
             "ratio": medians["model"] / medians["reference"],

@@ -6,16 +6,11 @@ where a missing browser is a failure. Screenshots go to test-artifacts/.
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from app_server import start_app, stop_app
 
-ROOT = Path(__file__).parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--disable-quic", "--no-first-run"]
@@ -42,42 +37,16 @@ def _require_browser():
         pytest.skip(missing)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """Start the app; yields (base_url, seconds until /_stcore/health answered)."""
     _require_browser()
-    port = _free_port()
-    runs = tmp_path_factory.mktemp("runs")
-    env = dict(os.environ, DRNN_RUNS_DIR=str(runs), PYTHONPATH=str(ROOT))
-    log = open(tmp_path_factory.mktemp("server") / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    start = time.time()
-    while time.time() - start < 90:
-        try:
-            if urllib.request.urlopen(base + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the app server never became healthy")
-    yield base, time.time() - start
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        proc, base, ready = start_app(tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("server") / "server.log")
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    yield base, ready
+    stop_app(proc)
 
 
 @pytest.fixture(scope="session")
