@@ -10,7 +10,7 @@ from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
-from views.ui import chart, device, format_seconds, job_manager, seed
+from views.ui import chart, device, job_manager, run_outcome, run_progress, seed
 
 TASK_ARGS = {"reversal": REVERSAL, "sine": SINE}
 TASK_TEXT = {
@@ -135,9 +135,7 @@ def last_run_progress(run_id: str) -> None:
     jobs.poll()
     info = run_info(run_id)
     if info is not None and info.active:
-        text = (f"{info.label}: queued, position {info.queue_position}" if info.status == "queued" else
-                f"{info.label}: step {info.step}/{info.total_steps or '?'} · ETA {format_seconds(info.eta)}")
-        st.progress(min(info.fraction, 1.0), text=text)
+        run_progress(info)
         return
     st.session_state.pop("last_run", None)
     st.session_state.finished_run = run_id
@@ -148,8 +146,7 @@ if st.session_state.get("last_run"):
     last_run_progress(st.session_state.last_run)
 finished = run_info(st.session_state.get("finished_run", ""))
 if finished is not None:
-    (st.success if finished.status in ("finished", "early_stopped") else st.warning)(
-        f"{finished.label}: {finished.status.replace('_', ' ')}. {finished.message}")
+    run_outcome(finished)
     links = st.columns(2)
     if finished.checkpoint is not None:
         links[0].page_link("views/delayed_outputs.py", label="Show this run here", icon=":material/visibility:",

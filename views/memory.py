@@ -22,7 +22,7 @@ from drnn_demo.memory_analysis import (
     task_phases,
 )
 from drnn_demo.pretrained import PRETRAINED_DIR
-from views.ui import chart, device, format_seconds, job_manager, seed
+from views.ui import chart, device, format_seconds, job_manager, run_outcome, run_progress, seed
 
 NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
@@ -253,13 +253,7 @@ def runs_progress(run_ids: list[str]) -> None:
             continue
     if any(info.active for info in infos):
         for info in infos:
-            if info.status == "queued":
-                text = f"{info.label}: queued, position {info.queue_position}"
-            elif info.active:
-                text = f"{info.label}: step {info.step}/{info.total_steps or '?'} · ETA {format_seconds(info.eta)}"
-            else:
-                text = f"{info.label}: {info.status.replace('_', ' ')}"
-            st.progress(min(info.fraction, 1.0), text=text)
+            run_progress(info)
         live = [{"cell": info.config.get("cell", ""), "label": NAMES.get(info.config.get("cell"), info.label),
                  "history": {"step": [p["step"] for p in info.history], "loss": [p.get("loss") for p in info.history]}}
                 for info in infos if info.history]
@@ -278,7 +272,6 @@ for run_id in st.session_state.get("memory_done", []):
         info = jobs.get(run_id)
     except KeyError:
         continue
-    (st.success if info.status == "finished" else st.warning)(
-        f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
+    run_outcome(info)
 if st.session_state.get("memory_done"):
     st.page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")

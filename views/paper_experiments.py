@@ -8,7 +8,7 @@ import streamlit as st
 from drnn_demo import viz
 from drnn_demo.experiments import EXPERIMENTS, experiment
 from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
-from views.ui import chart, format_seconds, job_manager, seed
+from views.ui import chart, format_seconds, job_manager, run_outcome, run_progress, seed
 
 BUDGET = "small"
 VERDICT_COLORS = {"agrees": "green", "partly": "orange", "disagrees": "red", "not measured yet": "gray"}
@@ -101,9 +101,7 @@ def rerun_progress(run_id: str) -> None:
         st.session_state.pop("paper_run", None)
         return
     if info.active:
-        text = (f"{info.label}: queued, position {info.queue_position}" if info.status == "queued"
-                else f"{info.label}: {info.fraction:.0%} · ETA {format_seconds(info.eta)}")
-        st.progress(min(info.fraction, 1.0), text=text)
+        run_progress(info, show="percent")
         return
     st.session_state.pop("paper_run", None)
     st.session_state.paper_done = run_id
@@ -114,8 +112,6 @@ if st.session_state.get("paper_run"):
     rerun_progress(st.session_state.paper_run)
 if st.session_state.get("paper_done"):
     try:
-        info = jobs.get(st.session_state.paper_done)
-        (st.success if info.status == "finished" else st.warning)(
-            f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
+        run_outcome(jobs.get(st.session_state.paper_done))
     except KeyError:
         pass

@@ -34,3 +34,23 @@ def format_seconds(seconds: float | None) -> str:
         return "–"
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds}s"
+
+
+def run_progress(info, show: str = "steps") -> None:
+    """A progress bar for one background run: its place in the queue, how far it is (``show``:
+    "steps" or "percent") with the ETA, or how it ended."""
+    if info.status == "queued":
+        text = f"{info.label}: queued, position {info.queue_position}"
+    elif info.active:
+        done = f"step {info.step}/{info.total_steps or '?'}" if show == "steps" else f"{info.fraction:.0%}"
+        text = f"{info.label}: {done} · ETA {format_seconds(info.eta)}"
+    else:
+        text = f"{info.label}: {info.status.replace('_', ' ')}"
+    st.progress(min(info.fraction, 1.0), text=text)
+
+
+def run_outcome(info) -> None:
+    """How a background run ended: green when it finished, amber otherwise, with its message."""
+    (st.success if info.status in ("finished", "early_stopped") else st.warning)(
+        f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
+
