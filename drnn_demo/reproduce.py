@@ -175,22 +175,20 @@ def series(name: str, rows: list[dict]) -> dict:
     ``baselines`` (the other families: name, value) and ``bound`` ((delays, values) of the theory
     line, or None)."""
     module = experiment(name)
-    points, baselines, bounds = [], [], []
+    points, baselines, delayed_cell = [], [], None
     for r in rows:
         cell, value = r["cell"], r["result"].get(module.METRIC)
         if value is None:
             continue
         if cell["family"] == "delayed":
             points.append({"delay": cell["delay"], "value": float(value), "label": cell["id"]})
-            if hasattr(module, "bound"):
-                bounds.append((cell["delay"], module.bound(cell)))
+            delayed_cell = cell
         else:
             baselines.append({"name": cell["id"].replace("_", " "), "value": float(value)})
     bound = None
-    if bounds:
-        cell = next(r["cell"] for r in rows if r["cell"]["family"] == "delayed")
-        delays = list(range(0, max(d for d, _ in bounds) + 1))
-        bound = (delays, [module.bound({**cell, "delay": d}) for d in delays])
+    if delayed_cell is not None and hasattr(module, "bound"):
+        delays = list(range(max(p["delay"] for p in points) + 1))
+        bound = (delays, [module.bound({**delayed_cell, "delay": d}) for d in delays])
     return {"points": points, "baselines": baselines, "bound": bound}
 
 
