@@ -145,12 +145,16 @@ def read_card(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{card_path.name}: model card not found ({card_path})") from err
     except (OSError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{card_path.name}: cannot read the model card: {err}") from err
+    return _parse_card(text, card_path.name)
+
+
+def _parse_card(text: str, name: str) -> dict:
     try:
         card = json.loads(text)
     except json.JSONDecodeError as err:
-        raise CheckpointError(f"{card_path.name}: the model card is not valid JSON ({err})") from err
+        raise CheckpointError(f"{name}: the model card is not valid JSON ({err})") from err
     if not isinstance(card, dict) or not isinstance(card.get("model"), dict):
-        raise CheckpointError(f"{card_path.name}: the model card has no 'model' object")
+        raise CheckpointError(f"{name}: the model card has no 'model' object")
     return card
 
 
@@ -170,39 +174,46 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{weights_path.name}: weights file not found ({weights_path})") from err
     except OSError as err:
         raise CheckpointError(f"{weights_path.name}: cannot read the weights: {err}") from err
+    return _build_checked(blob, card, weights_path.name, card_path.name, map_location)
+
+
+def _build_checked(blob: bytes, card: dict, weights_name: str, card_name: str,
+                   map_location: str | torch.device) -> tuple[SequenceModel, dict]:
+    """The model of ``card`` with the weights in ``blob``, after every check :func:`load_checkpoint`
+    lists; errors name ``weights_name`` / ``card_name``."""
     try:
         tensors = load_safetensors_bytes(blob)
     except Exception as err:  # safetensors raises its own SafetensorError (and others) on bad bytes
-        raise CheckpointError(f"{weights_path.name}: corrupt or truncated safetensors file ({err})") from err
+        raise CheckpointError(f"{weights_name}: corrupt or truncated safetensors file ({err})") from err
     expected = card.get("sha256")
     if not isinstance(expected, str):
-        raise CheckpointError(f"{card_path.name}: the model card has no sha256 of the weights")
+        raise CheckpointError(f"{card_name}: the model card has no sha256 of the weights")
     actual = hashlib.sha256(blob).hexdigest()
     if actual != expected:
-        raise CheckpointError(f"{weights_path.name}: sha256 mismatch (card says {expected[:12]}..., file is "
+        raise CheckpointError(f"{weights_name}: sha256 mismatch (card says {expected[:12]}..., file is "
                               f"{actual[:12]}...): the weights were modified or belong to another card")
 
     config = card["model"]
     core = config.get("core")
     if core not in MODELS:
-        raise CheckpointError(f"{card_path.name}: unknown model {core!r}; known models are {sorted(MODELS)}")
+        raise CheckpointError(f"{card_name}: unknown model {core!r}; known models are {sorted(MODELS)}")
     try:
         model = SequenceModel(**config)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{card_path.name}: cannot build the model from its card: {err}") from err
+        raise CheckpointError(f"{card_name}: cannot build the model from its card: {err}") from err
 
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{weights_path.name}: tensors do not match the model: missing {missing}, "
+        raise CheckpointError(f"{weights_name}: tensors do not match the model: missing {missing}, "
                               f"unexpected {unexpected}")
     wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}" for k, v in own.items()
              if tuple(tensors[k].shape) != tuple(v.shape)]
     if wrong:
-        raise CheckpointError(f"{weights_path.name}: shape mismatch: " + "; ".join(wrong))
+        raise CheckpointError(f"{weights_name}: shape mismatch: " + "; ".join(wrong))
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise CheckpointError(f"{weights_path.name}: non-finite weights in {bad}")
+        raise CheckpointError(f"{weights_name}: non-finite weights in {bad}")
     model.load_state_dict(tensors, strict=True)
     model.to(map_location)
     model.eval()
@@ -243,16 +254,15 @@ def load_checkpoint_zip(data: bytes, map_location: str | torch.device = "cpu") -
             if m.file_size > MAX_UPLOAD_BYTES:
                 raise CheckpointError(f"{m.filename} unpacks to {m.file_size / 2**20:.1f} MB; "
                                       f"the limit is {limit_mb} MB")
-        with tempfile.TemporaryDirectory(prefix="drnn-upload-") as tmp:
-            stem = Path(tmp) / "uploaded"
-            for member, path in ((weights[0], stem.with_suffix(".safetensors")), (cards[0], stem.with_suffix(".json"))):
-                with archive.open(member) as src:
-                    content = src.read(MAX_UPLOAD_BYTES + 1)
-                if len(content) > MAX_UPLOAD_BYTES:
-                    raise CheckpointError(f"{member.filename} unpacks to more than {limit_mb} MB")
-                path.write_bytes(content)
-            try:
-                return load_checkpoint(stem, map_location)
-            except CheckpointError as err:  # name the uploaded files, not the temporary ones
-                message = str(err).replace("uploaded.safetensors", weights[0].filename)
-                raise CheckpointError(message.replace("uploaded.json", cards[0].filename)) from err
+        contents = {}
+        for member in (weights[0], cards[0]):
+            with archive.open(member) as src:
+                contents[member.filename] = src.read(MAX_UPLOAD_BYTES + 1)
+            if len(contents[member.filename]) > MAX_UPLOAD_BYTES:
+                raise CheckpointError(f"{member.filename} unpacks to more than {limit_mb} MB")
+    weights_name, card_name = weights[0].filename, cards[0].filename
+    try:
+        text = contents[card_name].decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{card_name}: cannot read the model card: {err}") from err
+    return _build_checked(contents[weights_name], _parse_card(text, card_name), weights_name, card_name, map_location)
