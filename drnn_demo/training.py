@@ -29,9 +29,12 @@ import torch
 
 from .models import SequenceModel
 from .models.asrnn import orthogonal_param_groups
+from .models.common import check_parameter_count
 from .tasks import Task, build_task
 
 LR_SCHEDULES = ("constant", "cosine")
+# Resource limit: sequences in a fixed validation or test set (see also check_eval_footprint).
+MAX_EVAL_SIZE = 100_000
 STATUSES = ("finished", "early_stopped", "diverged", "cancelled")
 _PURPOSES = {"train": 0, "val": 1, "test": 2}
 
@@ -93,6 +96,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("val_size", "test_size"):
+            if getattr(self, name) > MAX_EVAL_SIZE:
+                raise ValueError(f"{name} must be at most {MAX_EVAL_SIZE:,} sequences (a memory limit), "
+                                 f"got {getattr(self, name):,}")
         for name in ("patience", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -240,15 +247,39 @@ def build_for_config(config: TrainConfig | dict) -> tuple[Task, SequenceModel]:
     kwargs.setdefault("readout", task.readout)
     kwargs.setdefault("core_args", {})
     try:
+        with torch.device("meta"):  # sizes first, at no cost in memory
+            check_parameter_count(SequenceModel(**kwargs))
         model = SequenceModel(**kwargs)
     except TypeError as err:
         raise ValueError(f"bad model config {config.model!r}: {err}") from err
-    check_step_footprint(config.batch_size, task.sample(1, 0)[0].shape[1], model)
+    length = task.sample(1, 0)[0].shape[1]
+    check_step_footprint(config.batch_size, length, model)
+    for name in ("val_size", "test_size"):
+        check_eval_footprint(name, getattr(config, name), length, task)
     return task, model
 
 
 # Resource limit: floats the backward pass keeps per training step (about 4 GiB of float32).
 MAX_STEP_FLOATS = 2**30
+# Resource limit: floats of a fixed evaluation set with its targets and predictions (1 GiB of float32).
+MAX_EVAL_FLOATS = 2**28
+
+
+def check_eval_footprint(name: str, size: int, length: int, task: Task) -> None:
+    """Refuse, before generating it, a validation or test set that would exhaust memory.
+
+    Estimate: ``size x length x (input features + 2 x outputs)`` floats (the inputs, the targets
+    and the predictions kept for scoring; token ids count as one feature). Raises ``ValueError``
+    naming ``name`` (``"val_size"`` / ``"test_size"``), the numbers and :data:`MAX_EVAL_FLOATS`.
+    """
+    features = (1 if task.vocab_size is not None else task.input_size) + 2 * task.output_size
+    floats = size * length * features
+    if floats > MAX_EVAL_FLOATS:
+        largest = max(1, MAX_EVAL_FLOATS // (length * features))
+        raise ValueError(
+            f"{name} x length x (inputs + 2 x outputs) = {size:,} x {length:,} x {features:,} = {floats:,} floats "
+            f"exceeds the memory limit of {MAX_EVAL_FLOATS:,} (1 GiB): at this length {name} may be at most "
+            f"{largest:,}")
 
 
 def check_step_footprint(batch_size: int, length: int, model: SequenceModel) -> None:
@@ -284,11 +315,13 @@ def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor,
     return task.metrics(pred, y.to(pred.device))
 
 
-def retest(model: SequenceModel, card: dict) -> dict:
-    """Re-measure a loaded :class:`Trainer` checkpoint on the test set its run used (same seed, same size).
+def retest_plan(card: dict) -> tuple[TrainConfig, Task]:
+    """The training config and task behind a :class:`Trainer` checkpoint's card, checked as a run's.
 
-    ``card``: the model card (its ``train`` entry is the run's :class:`TrainConfig`). Raises
-    ``ValueError`` for a checkpoint made by another trainer (no usable ``train`` config).
+    Cheap (no model, no data set beyond one example): the card's ``train`` entry must be a valid
+    :class:`TrainConfig`, its task must build within the task's limits, the card's model must
+    fit the task's inputs and outputs, and the test set must fit :func:`check_eval_footprint`.
+    Raises ``ValueError`` saying which; the server calls this before it queues a re-test.
     """
     train = card.get("train")
     try:
@@ -298,9 +331,41 @@ def retest(model: SequenceModel, card: dict) -> dict:
     except (TypeError, ValueError) as err:
         raise ValueError(f"this checkpoint was not made by the generic trainer, so its test set is unknown ({err})") \
             from err
-    task = build_task(config.task, **config.task_args)
+    try:
+        task = build_task(config.task, **config.task_args)
+    except TypeError as err:
+        raise ValueError(f"the card's task arguments are not valid: {err}") from err
+    model = card.get("model") or {}
+    for key, needed in (("output_size", task.output_size), ("vocab_size", task.vocab_size)):
+        if model.get(key) != needed:
+            raise ValueError(f"the card's model has {key}={model.get(key)!r}, but task {task.name!r} needs {needed!r}")
+    if task.vocab_size is None and model.get("input_size") != task.input_size:
+        raise ValueError(f"the card's model has input_size={model.get('input_size')!r}, but task {task.name!r} "
+                         f"has {task.input_size} input features")
+    check_eval_footprint("test_size", config.test_size, task.sample(1, 0)[0].shape[1], task)
+    return config, task
+
+
+def retest(model: SequenceModel, card: dict, on_progress: Callable[[dict], None] | None = None,
+           should_stop: Callable[[], bool] | None = None, batch_size: int = 500) -> dict | None:
+    """Re-measure a loaded :class:`Trainer` checkpoint on the test set its run used (same seed, same size).
+
+    ``card``: the model card (its ``train`` entry is the run's :class:`TrainConfig`), checked by
+    :func:`retest_plan` first (``ValueError``). ``on_progress`` gets ``{"step", "total_steps"}``
+    in sequences after every chunk of ``batch_size``; ``should_stop()`` returning True ends the
+    re-test early and it returns None.
+    """
+    config, task = retest_plan(card)
     x, y = task.eval_set("test", config.test_size, derived_seed(config.seed, "test"))
-    return evaluate(model, task, x, y)
+    parts = []
+    for i in range(0, x.shape[0], batch_size):
+        if should_stop is not None and should_stop():
+            return None
+        parts.append(predict(model, x[i : i + batch_size], batch_size))
+        if on_progress is not None:
+            on_progress({"step": min(i + batch_size, x.shape[0]), "total_steps": x.shape[0], "loss": None})
+    pred = torch.cat(parts)
+    return task.metrics(pred, y.to(pred.device))
 
 
 def _finite_state(model: torch.nn.Module) -> bool:

@@ -1,5 +1,5 @@
 """Uploaded checkpoints (the zip the Training runs page offers): checked before use, with a clear
-error for every bad archive, and nothing unpickled; the page re-tests a good one."""
+error for every bad archive, and nothing unpickled; a good one re-tests to its recorded metrics."""
 
 import io
 import json
@@ -106,13 +106,12 @@ def test_a_pickle_inside_the_archive_runs_nothing(trained, tmp_path):
     assert not marker.exists()
 
 
-def test_the_runs_page_checks_an_upload_and_retests_it(trained):
+def test_the_runs_page_checks_an_upload(trained):
+    """(Its re-test in a background run: test_hostile_checkpoints.py.)"""
     result, path = trained
     at = open_page("views/training_runs.py")
     at.file_uploader(key="upload").set_value(("good.zip", zipped(files_of(path)), "application/zip")).run()
     assert not at.exception
     assert any("a valid checkpoint of a **delayed** model" in s.value for s in at.success)
-    table = at.dataframe[-1].value
-    assert list(table["recorded in the card"]) == pytest.approx(list(table["measured now"]))
     at.file_uploader(key="upload").set_value(("bad.zip", b"garbage", "application/zip")).run()
     assert not at.exception and any("not a zip archive" in e.value for e in at.error)

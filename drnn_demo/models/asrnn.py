@@ -18,7 +18,12 @@ import math
 import torch
 from torch import nn
 
-from .common import check_choice, check_hidden_size, check_positive_int, to_time_first
+from .common import (
+    check_choice,
+    check_hidden_size,
+    check_input_size,
+    to_time_first,
+)
 
 NONLINEARITIES = ("asrnn", "modrelu")
 PARAMETRIZATIONS = ("expm", "cayley")
@@ -125,7 +130,7 @@ class ASRNN(nn.Module):
         batch_first: bool = False,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         check_hidden_size("hidden_size", hidden_size)
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         check_choice("parametrization", parametrization, PARAMETRIZATIONS)

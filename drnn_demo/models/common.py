@@ -17,6 +17,14 @@ GATES_PER_CELL = {"rnn": 1, "gru": 3, "lstm": 4}
 MAX_HIDDEN = 16384
 # Resource limit: steps of a generated sequence (a task's length, gap, ...).
 MAX_LENGTH = 100_000
+# Resource limits on the other sizes a config (or a checkpoint's card) can ask for.
+MAX_INPUT_SIZE = 65_536  # features per input step (or embedding size)
+MAX_LAYERS = 64  # recurrent layers in one core
+MAX_VOCAB = 1_000_000  # token ids of an embedding
+MAX_OUTPUTS = 100_000  # classes or regression targets per prediction
+# Resource limit: parameters of one model (1 GiB of float32). Checked on the meta device, before
+# any weight is allocated (see :func:`drnn_demo.checkpoints.load_checkpoint`).
+MAX_PARAMETERS = 2**28
 
 
 def check_choice(name: str, value, allowed) -> None:
@@ -35,6 +43,24 @@ def check_positive_int(name: str, value, limit: int | None = None) -> None:
 def check_hidden_size(name: str, value) -> None:
     """A layer's unit count: a positive int no larger than :data:`MAX_HIDDEN`."""
     check_positive_int(name, value, MAX_HIDDEN)
+
+
+def check_input_size(name: str, value) -> None:
+    """Features per input step: a positive int no larger than :data:`MAX_INPUT_SIZE`."""
+    check_positive_int(name, value, MAX_INPUT_SIZE)
+
+
+def check_num_layers(name: str, value) -> None:
+    """A layer count: a positive int no larger than :data:`MAX_LAYERS`."""
+    check_positive_int(name, value, MAX_LAYERS)
+
+
+def check_parameter_count(model: nn.Module) -> None:
+    """Refuse a model of more than :data:`MAX_PARAMETERS` parameters (build it on the ``meta``
+    device first, and this costs no memory)."""
+    count = sum(t.numel() for t in model.state_dict().values())
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"the model has {count:,} parameters; the limit is {MAX_PARAMETERS:,} (a memory limit)")
 
 
 def check_non_negative_int(name: str, value) -> None:

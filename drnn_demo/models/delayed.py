@@ -12,6 +12,7 @@ from torch import nn
 from .common import (
     check_cell,
     check_hidden_size,
+    check_input_size,
     check_non_negative_int,
     check_positive_int,
     make_torch_rnn,
@@ -64,7 +65,7 @@ class DelayedRNN(nn.Module):
         block_sizes: list[int] | None = None,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         check_hidden_size("hidden_size", hidden_size)
         check_non_negative_int("delay", delay)
         check_cell(cell, nonlinearity)

@@ -29,7 +29,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .common import check_choice, check_hidden_size, check_positive_int, to_time_first
+from .common import (
+    check_choice,
+    check_hidden_size,
+    check_input_size,
+    check_num_layers,
+    to_time_first,
+)
 
 ACTIVATIONS = ("tanh", "identity")
 RMS_NORM_EPS = 1e-8
@@ -222,9 +228,9 @@ class LRN(nn.Module):
         batch_first: bool = False,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         check_hidden_size("hidden_size", hidden_size)
-        check_positive_int("num_layers", num_layers)
+        check_num_layers("num_layers", num_layers)
         check_choice("activation", activation, ACTIVATIONS)
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")

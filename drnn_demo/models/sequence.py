@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_choice, check_positive_int
+from .common import MAX_OUTPUTS, MAX_VOCAB, check_choice, check_input_size, check_positive_int
 
 READOUTS = ("steps", "last")
 
@@ -39,14 +39,14 @@ class SequenceModel(nn.Module):
         super().__init__()
         from . import build_model  # the registry imports this module
 
-        check_positive_int("input_size", input_size)
-        check_positive_int("output_size", output_size)
+        check_input_size("input_size", input_size)
+        check_positive_int("output_size", output_size, MAX_OUTPUTS)
         check_choice("readout", readout, READOUTS)
         self.config = dict(core=core, core_args=dict(core_args), input_size=input_size,
                            output_size=output_size, vocab_size=vocab_size, readout=readout)
         self.embedding = None
         if vocab_size is not None:
-            check_positive_int("vocab_size", vocab_size)
+            check_positive_int("vocab_size", vocab_size, MAX_VOCAB)
             self.embedding = nn.Embedding(vocab_size, input_size)
         self.core = build_model(core, input_size=input_size, batch_first=True, **core_args)
         self.head = nn.Linear(self.core.output_size, output_size)

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from .common import check_hidden_size, check_positive_int, to_time_first
+from .common import check_hidden_size, check_input_size, check_num_layers, to_time_first
 
 
 class SRURecurrence(torch.autograd.Function):
@@ -196,7 +196,7 @@ class SRUCell(nn.Module):
         rescale: bool = True, normalize_after: bool = False, weight_c_init: float | None = None,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         check_hidden_size("hidden_size", hidden_size)
         _check_dropout(dropout)
         self.input_size = input_size
@@ -345,9 +345,9 @@ class SRU(nn.Module):
         weight_c_init: float | None = None, batch_first: bool = False,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         check_hidden_size("hidden_size", hidden_size)
-        check_positive_int("num_layers", num_layers)
+        check_num_layers("num_layers", num_layers)
         _check_dropout(dropout)
         if isinstance(projection_size, bool) or not isinstance(projection_size, int) or projection_size < 0:
             raise ValueError(f"projection_size must be a non-negative integer, got {projection_size!r}")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import check_cell, check_hidden_size, check_positive_int, make_torch_rnn, to_time_first
+from .common import (
+    check_cell,
+    check_hidden_size,
+    check_input_size,
+    check_num_layers,
+    make_torch_rnn,
+    to_time_first,
+)
 
 
 class StackedRNN(nn.Module):
@@ -48,10 +55,11 @@ class StackedRNN(nn.Module):
         batch_first: bool = False,
     ):
         super().__init__()
-        check_positive_int("input_size", input_size)
+        check_input_size("input_size", input_size)
         if isinstance(hidden_sizes, int) or not list(hidden_sizes):
             raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {hidden_sizes!r}")
         hidden_sizes = list(hidden_sizes)
+        check_num_layers("number of layers (len(hidden_sizes))", len(hidden_sizes))
         for size in hidden_sizes:
             check_hidden_size("hidden_sizes[i]", size)
         check_cell(cell, nonlinearity)

@@ -1,0 +1,111 @@
+"""Reading JSON that came from a file someone else may have written: bounded, typed errors only.
+
+Every JSON file the app reads back (model cards, a run's ``run.json`` / ``state.json``) may be
+truncated, hand-edited or hostile. :func:`loads_json` and :func:`read_json` turn every way such a
+file can be wrong into one :class:`JSONFileError` (a ``ValueError``) whose message names the file:
+
+- too large (more than ``max_bytes``; checked on the file's size before it is read),
+- not UTF-8, not JSON, truncated,
+- nested deeper than :data:`MAX_DEPTH` (a card nested 100,000 deep stops the parser at its
+  recursion limit, which is caught; shallower ones are measured after parsing),
+- of the wrong top-level type (``expect=dict`` and the file holds a list, say).
+
+Field-level checks (a string where a number belongs) are the caller's, with :func:`field`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MAX_DEPTH = 64  # nesting of [ and { that any file of ours needs is < 10
+MAX_JSON_BYTES = 16 * 2**20
+
+
+class JSONFileError(ValueError):
+    """A JSON file that cannot be used; the message names the file and what is wrong."""
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data`` nests lists and dicts (iteratively: no recursion of our own)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def loads_json(text: str | bytes, name: str, expect: type | None = dict, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse ``text`` (the contents of the file called ``name``), or raise :class:`JSONFileError`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise JSONFileError(f"{name}: not UTF-8 text ({err})") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:  # the parser gives up near 1,000 levels, cheaply
+        raise JSONFileError(f"{name}: JSON nested more than {max_depth} levels deep") from None
+    except json.JSONDecodeError as err:
+        raise JSONFileError(f"{name}: not valid JSON ({err})") from None
+    if _depth(data) > max_depth:
+        raise JSONFileError(f"{name}: JSON nested more than {max_depth} levels deep")
+    if expect is not None and not isinstance(data, expect):
+        raise JSONFileError(f"{name}: expected {_a(_json_type(expect))}, found {_a(_json_type(type(data)))}")
+    return data
+
+
+def read_json(path: str | os.PathLike, expect: type | None = dict, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON in ``path``. ``FileNotFoundError`` when it does not exist; :class:`JSONFileError`
+    for every other problem (unreadable, larger than ``max_bytes``, malformed, wrong type)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise JSONFileError(f"{path.name}: {size:,} bytes, more than the {max_bytes:,} a JSON file may have")
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise JSONFileError(f"{path.name}: cannot read it ({err.strerror or err})") from None
+    if len(data) > max_bytes:
+        raise JSONFileError(f"{path.name}: more than the {max_bytes:,} bytes a JSON file may have")
+    return loads_json(data, path.name, expect)
+
+
+_MISSING = object()
+
+
+def field(data: dict, key: str, types: type | tuple[type, ...], name: str, default: Any = _MISSING) -> Any:
+    """``data[key]`` checked to be of ``types`` (``bool`` is never taken for a number), or
+    :class:`JSONFileError` naming ``name`` and ``key``. A missing key (or None) gives ``default``
+    when one is given."""
+    value = data.get(key)
+    if value is None and default is not _MISSING:
+        return default
+    types = types if isinstance(types, tuple) else (types,)
+    numeric = any(t in (int, float) for t in types)
+    if not isinstance(value, types) or (numeric and isinstance(value, bool) and bool not in types):
+        names = " or ".join(_json_type(t) for t in dict.fromkeys(types))
+        raise JSONFileError(f"{name}: {key!r} must be {_a(names)}, found {_short(value)}")
+    return value
+
+
+def _json_type(t: type) -> str:
+    return {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(t, t.__name__)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
+def _short(value: Any) -> str:
+    plain = isinstance(value, str | int | float | bool) or value is None
+    text = json.dumps(value) if plain else _a(_json_type(type(value)))
+    return text if len(text) <= 40 else text[:37] + "..."
