@@ -11,17 +11,149 @@ Every command is a subparser with its own ``--help``; new commands (``pretrain``
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
+import os
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from .models.common import CELLS, NONLINEARITIES
+from .models.common import (
+    CELLS,
+    MAX_HIDDEN,
+    MAX_INPUT_SIZE,
+    MAX_LAYERS,
+    MAX_LENGTH,
+    MAX_OUTPUTS,
+    NONLINEARITIES,
+)
+from .training import MAX_EVAL_SIZE, MAX_STEP_FLOATS
 
 MODEL_CHOICES = ("delayed", "stacked", "bidirectional")
 EXIT_DIVERGED, EXIT_CANCELLED = 3, 130
+
+# The command line's own limits, checked before anything is built or trained, next to the library's
+# (MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH ... in models/common.py; MAX_EVAL_SIZE for --val-size and
+# --test-size, and the memory of one step and of the evaluation sets, in training.py).
+# Training steps / steps between evaluations: far beyond what a run of this demo finishes in a day.
+MAX_STEPS = 10_000_000
+# Sequences per step, before the memory check of one step (training.MAX_STEP_FLOATS) narrows it.
+MAX_BATCH_SIZE = 1_000_000
+# Output delay: the delayed model pads its input with this many steps, so at most a sequence's length.
+MAX_DELAY = MAX_LENGTH
+# Symbols of --classes: reversal's inputs are one-hot over them and its outputs score each of them.
+MAX_CLASSES = min(MAX_INPUT_SIZE, MAX_OUTPUTS)
+# torch CPU threads: more than 4 per core only adds contention.
+MAX_THREADS = 4 * (os.cpu_count() or 64)
+# torch.manual_seed takes an unsigned 64-bit seed.
+MAX_SEED = 2**64 - 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (its usage block would bury the message) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).splitlines())
+
+
+def _fail(message: object) -> int:
+    """Report a refused command as one line on stderr; the exit code for bad arguments."""
+    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _int_problem(flag: str, value, low: int, high: int, why: str) -> str | None:
+    """A message naming ``flag`` and its range when ``value`` (an int, or None = not given) is outside it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{flag} must be an integer from {low:,} to {high:,}, got {value!r}"
+    if value < low:
+        return f"{flag} must be an integer from {low:,} to {high:,}, got {value:,}"
+    if value > high:
+        return f"{flag} must be at most {high:,} ({why}), got {value:,}"
+    return None
+
+
+def _threads_problem(value) -> str | None:
+    return _int_problem("--threads", value, 1, MAX_THREADS, f"4 per CPU core; this machine has {os.cpu_count()}")
+
+
+def check_train_args(args: argparse.Namespace) -> str | None:
+    """The first ``train`` argument outside its allowed range, as a message naming it (None if all are fine).
+
+    Only ranges: the combinations are :func:`config_from_args`'s, the memory of a step and of the
+    evaluation sets :func:`_preflight`'s.
+    """
+    limits = (
+        ("--steps", args.steps, 1, MAX_STEPS, "MAX_STEPS"),
+        ("--batch-size", args.batch_size, 1, MAX_BATCH_SIZE, "MAX_BATCH_SIZE"),
+        ("--eval-every", args.eval_every, 1, MAX_STEPS, "MAX_STEPS"),
+        ("--patience", args.patience, 0, MAX_STEPS, "MAX_STEPS"),
+        ("--val-size", args.val_size, 1, MAX_EVAL_SIZE, "MAX_EVAL_SIZE sequences"),
+        ("--test-size", args.test_size, 1, MAX_EVAL_SIZE, "MAX_EVAL_SIZE sequences"),
+        ("--seed", args.seed, 0, MAX_SEED, "torch takes a 64-bit seed"),
+        ("--length", args.length, 1, MAX_LENGTH, "MAX_LENGTH steps"),
+        ("--classes", args.classes, 1, MAX_CLASSES, "MAX_CLASSES symbols"),
+        ("--delay", args.delay, 0, MAX_DELAY, "MAX_DELAY steps, the longest sequence"),
+        ("--hidden-size", args.hidden_size, 1, MAX_HIDDEN, "MAX_HIDDEN units per layer"),
+        ("--layers", args.layers, 1, MAX_LAYERS, "MAX_LAYERS"),
+    )
+    for flag, value, low, high, why in limits:
+        problem = _int_problem(flag, value, low, high, why)
+        if problem:
+            return problem
+    if args.hidden_sizes is not None:
+        if len(args.hidden_sizes) > MAX_LAYERS:
+            return f"--hidden-sizes must list at most {MAX_LAYERS} layers (MAX_LAYERS), got {len(args.hidden_sizes):,}"
+        for size in args.hidden_sizes:
+            problem = _int_problem("--hidden-sizes", size, 1, MAX_HIDDEN, "MAX_HIDDEN units per layer")
+            if problem:
+                return problem
+    return _threads_problem(args.threads)
+
+
+def check_out(out: Path, created: list[Path] | None = None) -> str | None:
+    """Create the checkpoint's directory if needed and prove it writable (a temporary file in it).
+
+    Returns ``"--out: cannot write to DIR (reason)"`` when it is not, else None. Run before training
+    so an unwritable path costs nothing. The directories it made are appended to ``created``
+    (deepest first), for the caller to remove should the run be refused after all.
+    """
+    from .checkpoints import checkpoint_paths
+
+    try:
+        targets = checkpoint_paths(out)
+    except ValueError as err:  # "", "/", "." have no file name
+        return f"--out: cannot write to {str(out)!r} ({err})"
+    directory = targets[0].parent
+    try:
+        for ancestor in (directory, *directory.parents):
+            if ancestor.exists():  # the nearest existing ancestor must be a directory to create the rest
+                if not ancestor.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, f"{ancestor} is not a directory")
+                break
+            if created is not None:
+                created.append(ancestor)
+        directory.mkdir(parents=True, exist_ok=True)
+        for target in targets:
+            if target.is_dir():
+                raise IsADirectoryError(errno.EISDIR, f"{target} is a directory")
+            if target.exists() and not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, f"{target} is read-only")
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".drnn-write-test-"):
+            pass
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        return f"--out: cannot write to {directory} ({reason})"
+    return None
 
 
 def _task_names() -> list[str]:
@@ -130,6 +262,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     from .pretrained import pretrain_all
 
+    problem = _threads_problem(args.threads)
+    if problem:
+        return _fail(problem)
     torch.set_num_threads(args.threads)
     pretrain_all(args.group, Path(args.out), args.force, log=lambda line: print(line, flush=True))
     return 0
@@ -159,6 +294,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     from .reproduce import run_experiment, table
 
+    problem = _threads_problem(args.threads)
+    if problem:
+        return _fail(problem)
     torch.set_num_threads(args.threads)
     show = sys.stderr.isatty()
 
@@ -175,14 +313,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         rows = run_experiment(args.experiment, args.budget, seed=args.seed, only=args.only, force=args.force,
                               directory=Path(args.out) if args.out else None, log=log, on_progress=progress)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _fail(e)
     print(table(args.experiment, rows))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m drnn_demo",
         description="drnn_demo: delayed, stacked and bidirectional recurrent networks, trained and compared.",
     )
@@ -248,6 +385,7 @@ class _ProgressBar:
         self.total, self.metric, self.enabled = total, metric, enabled
         self.tty = sys.stderr.isatty()
         self.bar = None
+        self.tqdm = None
         self.last = 0
         self.status = ""
         if enabled:
@@ -255,12 +393,13 @@ class _ProgressBar:
                 from tqdm import tqdm
             except ImportError:
                 tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+            self.tqdm = tqdm
 
     def __call__(self, p) -> None:
         if not self.enabled:
             return
+        if self.tqdm is not None and self.bar is None:  # drawn at the first report: none for a refused run
+            self.bar = self.tqdm(total=self.total, unit="step", file=sys.stderr, dynamic_ncols=True)
         if p.metrics:
             self.status = f"val {self.metric} {p.metrics.get(self.metric, math.nan):.4g}"
         if self.bar is not None:
@@ -280,8 +419,41 @@ class _ProgressBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.enabled and self.tty:
+        elif self.enabled and self.tty and self.last:  # end the text bar drawn in place, if any
             print(file=sys.stderr)
+
+
+def _preflight(config) -> str | None:
+    """What Trainer.run would refuse only after setting up, checked first and named by flag: the device,
+    the task's own arguments, and the memory of one training step and of the evaluation sets."""
+    from .tasks import build_task
+    from .training import check_eval_footprint, pick_device
+
+    try:
+        pick_device(config.device)
+    except ValueError as err:
+        return f"--device: {err}"
+    try:
+        task = build_task(config.task, **config.task_args)
+        length = int(task.sample(1, 0)[0].shape[1])
+    except (ValueError, TypeError) as err:
+        return f"--task {config.task} (--task-arg / --length / --classes): {err}"
+    core_args = config.model["core_args"]
+    widths = core_args.get("hidden_sizes") or [core_args.get("hidden_size", 1)]
+    units = max(widths) * (2 if config.model["core"] == "bidirectional" else 1)
+    steps = length + (core_args.get("delay") or 0)  # the delayed model runs over delay extra steps
+    floats = config.batch_size * steps * units * 8
+    if floats > MAX_STEP_FLOATS:
+        largest = max(1, MAX_STEP_FLOATS // (steps * units * 8))
+        return (f"--batch-size x (length + --delay) x hidden units x 8 = {config.batch_size:,} x {steps:,} x "
+                f"{units:,} x 8 = {floats:,} floats per training step exceeds the memory limit of "
+                f"{MAX_STEP_FLOATS:,} (training.MAX_STEP_FLOATS): --batch-size may be at most {largest:,} here")
+    try:
+        check_eval_footprint("--val-size", config.val_size, length, task)
+        check_eval_footprint("--test-size", config.test_size, length, task)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -291,16 +463,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .tasks import TASKS
     from .training import Trainer
 
+    # Everything that can be refused is refused here, before a directory is made or a step is taken:
+    # the ranges, the combinations, the task, the memory, then the output path.
+    problem = check_train_args(args)
+    if problem:
+        return _fail(problem)
     try:
         config = config_from_args(args)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
+        return _fail(err)
+    problem = _preflight(config)
+    if problem:
+        return _fail(problem)
     default_name = f"{config.task}-{args.model}" + (f"-d{args.delay or 0}" if args.model == "delayed" else "") \
         + f"-s{config.seed}"
     out = Path(args.out) if args.out else Path("runs") / default_name
+    created: list[Path] = []
+    problem = check_out(out, created)
+    if problem:
+        _remove_empty(created)
+        return _fail(problem)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     stop = {"requested": False}
 
@@ -316,15 +500,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         result = Trainer(config, on_progress=bar, should_stop=lambda: stop["requested"]).run()
-    except ValueError as err:  # bad task/model arguments or an unavailable device
+    except ValueError as err:  # bad model arguments (the parameter limit, say): before the first step
         bar.close()
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        _remove_empty(created)
+        return _fail(err)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     bar.close()
-    path = save_checkpoint(out, result.model, result.card())
+    try:
+        path = save_checkpoint(out, result.model, result.card())
+    except OSError as err:  # the directory was checked before training; it can still fill up or vanish
+        _fail(f"--out: cannot write the checkpoint {out} ({err.strerror or err})")
+        return 1
     metric = result.task.metric
     if args.json:
         print(json.dumps({"status": result.status, "message": result.message, "checkpoint": str(path),
@@ -338,6 +526,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"test {name}: {value:.6g}")
         print(f"checkpoint: {path}")
     return {"diverged": EXIT_DIVERGED, "cancelled": EXIT_CANCELLED}.get(result.status, 0)
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Undo :func:`check_out`'s ``mkdir`` for a refused run (only directories still empty)."""
+    for directory in directories:
+        try:
+            directory.rmdir()
+        except OSError:
+            break
 
 
 def _main_thread() -> bool:
