@@ -22,6 +22,11 @@ PAGES = [
     st.Page("views/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),
 ]
 navigation = st.navigation(PAGES)
+# Opening a page (the session's first run, a switch, back/forward) is when its URL-bound widgets read the link:
+# views.ui.bound checks each one's link value once per visit.
+if st.session_state.get("_url_page") != navigation.url_path:
+    st.session_state["_url_page"] = navigation.url_path
+    st.session_state["_url_visit"] = st.session_state.get("_url_visit", 0) + 1
 
 with st.sidebar:
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -10,7 +10,7 @@ from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
-from views.ui import chart, device, job_manager, run_outcome, run_progress, seed
+from views.ui import bound, chart, device, job_manager, run_outcome, run_progress, seed
 
 TASK_ARGS = {"reversal": REVERSAL, "sine": SINE}
 TASK_TEXT = {
@@ -51,12 +51,12 @@ def view_of(path: str):
 
 st.title("Delayed outputs")
 controls = st.columns([1.2, 1, 2, 1.2])
-task_name = controls[0].segmented_control("Task", ["reversal", "sine"], default="reversal", required=True,
-                                          key="task", bind="query-params")
-cell = controls[1].selectbox("Cell", ["lstm", "gru", "rnn"], key="cell", bind="query-params")
-delay = controls[2].slider("Delay d", 0, MAX_DELAY[task_name], DEFAULT_DELAY[task_name], key=f"delay_{task_name}",
-                           bind="query-params", help="output t has read x[0..t+d]")
-hidden = controls[3].select_slider("Hidden size", [16, 32, 64, 128], value=64, key="hidden", bind="query-params")
+task_name = bound(controls[0].segmented_control, "Task", ["reversal", "sine"], default="reversal", required=True,
+                  key="task")
+cell = bound(controls[1].selectbox, "Cell", ["lstm", "gru", "rnn"], key="cell")
+delay = bound(controls[2].slider, "Delay d", 0, MAX_DELAY[task_name], DEFAULT_DELAY[task_name],
+              key=f"delay_{task_name}", help="output t has read x[0..t+d]")
+hidden = bound(controls[3].select_slider, "Hidden size", [16, 32, 64, 128], value=64, key="hidden")
 st.markdown(TASK_TEXT[task_name])
 
 task = build_task(task_name, **TASK_ARGS[task_name])

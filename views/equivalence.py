@@ -4,7 +4,7 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.equivalence import demo_report
-from views.ui import chart, seed
+from views.ui import bound, chart, seed
 
 GATES = {"rnn": ["h"], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}
 EPS_CHOICES = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
@@ -28,15 +28,15 @@ st.markdown(
 )
 
 controls = st.columns([1.2, 1, 1, 1])
-cell = controls[0].segmented_control("Cell", ["rnn", "lstm", "gru"], default="lstm", required=True, key="eq_cell",
-                                     bind="query-params")
-k = controls[1].slider("Layers k", 1, 6, 3, key="eq_layers", bind="query-params")
-length = controls[2].slider("Sequence length", 5, 200, 50, key="eq_length", bind="query-params")
-eps = controls[3].select_slider("Relax zero blocks: eps", EPS_CHOICES, value=0.0, key="eq_eps", bind="query-params",
-                                help="fill the blocks that must be zero with eps-scaled noise")
+cell = bound(controls[0].segmented_control, "Cell", ["rnn", "lstm", "gru"], default="lstm", required=True,
+             key="eq_cell")
+k = bound(controls[1].slider, "Layers k", 1, 6, 3, key="eq_layers")
+length = bound(controls[2].slider, "Sequence length", 5, 200, 50, key="eq_length")
+eps = bound(controls[3].select_slider, "Relax zero blocks: eps", EPS_CHOICES, value=0.0, key="eq_eps",
+            help="fill the blocks that must be zero with eps-scaled noise")
 size_columns = st.columns(6)
 sizes = tuple(
-    size_columns[l].number_input(f"h{l + 1}", 1, 64, 8, key=f"eq_h{l + 1}", bind="query-params") for l in range(k)
+    bound(size_columns[l].number_input, f"h{l + 1}", 1, 64, 8, key=f"eq_h{l + 1}") for l in range(k)
 )
 
 result = report(cell, sizes, length, seed(), eps)

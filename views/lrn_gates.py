@@ -17,7 +17,7 @@ from drnn_demo.pretrained import PRETRAINED_DIR
 from drnn_demo.tasks.keyword import LastKeyword, keyword_config
 from drnn_demo.tasks.sentiment import UNK, explain, tokenize
 from drnn_demo.token_weights import token_weights
-from views.ui import chart, device, format_seconds, job_manager, seed
+from views.ui import bound, chart, device, format_seconds, job_manager, seed
 
 MODES = {"Sentiment": "sentiment", "Last keyword": "keyword"}  # shown (and in the URL) -> internal name
 PRETRAINED = {("sentiment", "identity"): "lrn_sentiment", ("sentiment", "tanh"): "lrn_sentiment_tanh",
@@ -31,6 +31,7 @@ EXAMPLES = [
     "I love this place, the staff were so nice.",
 ]
 MAX_TOKENS = 150  # longer inputs are cut here (heatmaps of T x T cells; the reviews have at most 73 words)
+MAX_CHARS = 20_000  # a typed (or linked) text is cut here, with a notice for a link; the URL itself is limited first
 KEYWORD_EXAMPLES = 50  # test sequences to pick from (drawn with the sidebar seed)
 TOP_TOKENS = 3
 HIDDEN_SIZES = [4, 8, 16, 32, 64, 128]
@@ -141,8 +142,8 @@ def sentiment_input(vocab: list[str]) -> dict | None:
     left, right = st.columns([3, 1.2])
     right.selectbox("Pick an example", EXAMPLES, index=None, placeholder="Pick an example…", key="lrn_pick",
                     on_change=set_example)
-    text = left.text_area("Sentence (type your own; Ctrl+Enter to apply)", value=EXAMPLES[0], key="lrn_text",
-                          bind="query-params", height=80)
+    text = bound(left.text_area, "Sentence (type your own; Ctrl+Enter to apply)", value=EXAMPLES[0], key="lrn_text",
+                 height=80, max_chars=MAX_CHARS)
     words = tokenize(text)
     if not words:
         st.info("Type a sentence (or pick an example) to see how the LRN weighs its words. "
@@ -170,12 +171,12 @@ def keyword_input(task: LastKeyword) -> dict | None:
     names_all = task.token_names(range(task.vocab_size))
     index = {n.lower(): i for i, n in enumerate(names_all)}
     left, right = st.columns([1, 2])
-    example = left.slider("Test sequence", 0, KEYWORD_EXAMPLES - 1, 0, key="lrn_example", bind="query-params",
-                          help=f"drawn from the task with the sidebar seed ({seed()})")
-    own = right.text_input("…or type your own sequence", key="lrn_seq", bind="query-params",
-                           placeholder="e.g. d3 K0.1 d7 d7 K1.0 d2",
-                           help=f"tokens separated by spaces: distractors d0…d{task.distractors - 1}, keywords "
-                                f"Kc.j (class c of {task.classes}, j < {task.keywords_per_class})")
+    example = bound(left.slider, "Test sequence", 0, KEYWORD_EXAMPLES - 1, 0, key="lrn_example",
+                    help=f"drawn from the task with the sidebar seed ({seed()})")
+    own = bound(right.text_input, "…or type your own sequence", key="lrn_seq", max_chars=MAX_CHARS,
+                placeholder="e.g. d3 K0.1 d7 d7 K1.0 d2",
+                help=f"tokens separated by spaces: distractors d0…d{task.distractors - 1}, keywords "
+                     f"Kc.j (class c of {task.classes}, j < {task.keywords_per_class})")
     if own.strip():
         parts = own.replace(",", " ").split()
         bad = [p for p in parts if p.lower() not in index]
@@ -218,8 +219,8 @@ st.markdown(
     "exact, so the weights are attention weights over the tokens; for g = tanh it is an approximation, and the page "
     "shows how far off it is."
 )
-mode_label = st.segmented_control(
-    "Data", list(MODES), default="Sentiment", required=True, key="lrn_mode", bind="query-params",
+mode_label = bound(
+    st.segmented_control, "Data", list(MODES), default="Sentiment", required=True, key="lrn_mode",
     help="Sentiment: one-sentence reviews (real data). Last keyword: synthetic sequences whose label is set by the "
          "last keyword among distractors, so the token the weights should point at is known.")
 mode = MODES[mode_label]
@@ -235,9 +236,9 @@ if not choices:
     choice = None
 else:
     top = st.columns([2, 1.2, 1])
-    choice = top[0].selectbox("Model", list(choices), format_func=choices.get, key=model_key, bind="query-params")
-    log_scale = top[2].toggle("Log scale", value=True, key="lrn_log", bind="query-params",
-                              help="colour the weights and gates by log10: old tokens fade by decades")
+    choice = bound(top[0].selectbox, "Model", list(choices), format_func=choices.get, key=model_key)
+    log_scale = bound(top[2].toggle, "Log scale", value=True, key="lrn_log",
+                      help="colour the weights and gates by log10: old tokens fade by decades")
 
 path, described = resolve(choice) if choice else (None, "")
 model = card = None
@@ -252,9 +253,9 @@ elif path is not None:
 if model is not None:
     core_args = card["model"]["core_args"]
     hidden, activation = int(core_args["hidden_size"]), core_args.get("activation", "tanh")
-    unit_choice = top[1].selectbox("Unit", list(range(-1, hidden)), key="lrn_unit", bind="query-params",
-                                   format_func=lambda u: "mean over units" if u < 0 else f"unit {u}",
-                                   help="the weights of one hidden unit, or their mean over all units")
+    unit_choice = bound(top[1].selectbox, "Unit", list(range(-1, hidden)), key="lrn_unit",
+                        format_func=lambda u: "mean over units" if u < 0 else f"unit {u}",
+                        help="the weights of one hidden unit, or their mean over all units")
     unit = None if unit_choice < 0 else int(unit_choice)
     metrics = card.get("metrics", {})
     if mode == "sentiment":
@@ -352,10 +353,9 @@ what = "the sentiment reviews" if mode == "sentiment" else "the last-keyword tas
 st.caption(f"A unidirectional LRN on {what}, in the background (device: {device()}, seed {seed()}). Progress shows "
            "here and on the Training runs page; when it ends, the page shows your model.")
 train_cols = st.columns([1.6, 1, 1, 1.4])
-train_hidden = train_cols[0].select_slider("Hidden size H", HIDDEN_SIZES, value=32, key="lrn_hidden",
-                                           bind="query-params")
-train_g = train_cols[1].segmented_control("Activation g", ["identity", "tanh"], default="identity", required=True,
-                                          key="lrn_train_g", bind="query-params")
+train_hidden = bound(train_cols[0].select_slider, "Hidden size H", HIDDEN_SIZES, value=32, key="lrn_hidden")
+train_g = bound(train_cols[1].segmented_control, "Activation g", ["identity", "tanh"], default="identity",
+                required=True, key="lrn_train_g")
 if mode == "sentiment":
     budget = train_cols[2].number_input("Epochs", 1, 100, 20, key="lrn_epochs",
                                         help="at most; stops early after 6 epochs without a better validation score")

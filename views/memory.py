@@ -22,7 +22,7 @@ from drnn_demo.memory_analysis import (
     task_phases,
 )
 from drnn_demo.pretrained import PRETRAINED_DIR
-from views.ui import chart, device, format_seconds, job_manager, run_outcome, run_progress, seed
+from views.ui import bound, chart, device, format_seconds, job_manager, run_outcome, run_progress, seed
 
 NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
@@ -76,21 +76,18 @@ def record(cell: str, memory: dict, source: str) -> dict:
 
 st.title("Memory & stability")
 controls = st.columns([2.2, 1.2, 1.6])
-task_choice = controls[0].segmented_control(
-    "Task", TASK_CHOICES, default="copy memory", required=True, key="mem_task",
-    bind="query-params", help="copy memory: recall symbols after a gap of L blanks; digits: classify an 8×8 "
+task_choice = bound(
+    controls[0].segmented_control, "Task", TASK_CHOICES, default="copy memory", required=True, key="mem_task",
+    help="copy memory: recall symbols after a gap of L blanks; digits: classify an 8×8 "
     "handwritten digit read one pixel per step (sMNIST / pMNIST in miniature)")
 is_copy = task_choice == "copy memory"
-gap = controls[1].select_slider("Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", bind="query-params",
-                                disabled=not is_copy,
-                                help=f"copy memory only; pretrained models exist for L = {PRETRAINED_GAP}, "
-                                "train your own for other L")
-cells = st.multiselect("Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
-                       bind="query-params", format_func=NAMES.get,
-                       help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
-source_choice = controls[2].segmented_control(
-    "Show", ["newest runs", "pretrained"], default="newest runs", required=True, key="mem_source",
-    bind="query-params", help="newest runs: your newest run of each cell on this task, else the pretrained model")
+gap = bound(controls[1].select_slider, "Gap L", GAPS, value=PRETRAINED_GAP, key="mem_gap", disabled=not is_copy,
+            help=f"copy memory only; pretrained models exist for L = {PRETRAINED_GAP}, train your own for other L")
+cells = bound(st.multiselect, "Cells", list(MEMORY_MODELS), default=list(MEMORY_MODELS), key="mem_cells",
+              format_func=NAMES.get, help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
+source_choice = bound(
+    controls[2].segmented_control, "Show", ["newest runs", "pretrained"], default="newest runs", required=True,
+    key="mem_source", help="newest runs: your newest run of each cell on this task, else the pretrained model")
 if is_copy:
     task = memory_task(copy_length=K, gap=gap)
     task_text = f"copy memory, K={K}, L={gap}"
@@ -159,9 +156,9 @@ elif records:
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
 
     left, right = st.columns([1, 3])
-    which = left.segmented_control("Gradients measured", ["final", "initial", "both"], default="final",
-                                   required=True, key="mem_grad", bind="query-params",
-                                   help="on a fixed validation batch, after training or at initialisation")
+    which = bound(left.segmented_control, "Gradients measured", ["final", "initial", "both"], default="final",
+                  required=True, key="mem_grad",
+                  help="on a fixed validation batch, after training or at initialisation")
     right.markdown(
         ("**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
          "the gap to the symbol steps (green band). " if is_copy else

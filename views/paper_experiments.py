@@ -8,7 +8,7 @@ import streamlit as st
 from drnn_demo import viz
 from drnn_demo.experiments import EXPERIMENTS, experiment
 from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
-from views.ui import chart, format_seconds, job_manager, run_outcome, run_progress, seed
+from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress, seed
 
 BUDGET = "small"
 VERDICT_COLORS = {"agrees": "green", "partly": "orange", "disagrees": "red", "not measured yet": "gray"}
@@ -46,8 +46,8 @@ st.markdown("\n".join(lines))
 st.caption("Verdicts are computed from the stored results below (rerun a cell and they follow). The small budget is "
            "far from the paper's: where we disagree, more training may change the answer.")
 
-name = st.segmented_control("Experiment", list(EXPERIMENTS), default="reversal", required=True,
-                            format_func=lambda n: experiment(n).TITLE, key="paper_exp", bind="query-params")
+name = bound(st.segmented_control, "Experiment", list(EXPERIMENTS), default="reversal", required=True,
+             format_func=lambda n: experiment(n).TITLE, key="paper_exp")  # in the URL by its title
 module = experiment(name)
 rows, error = rows_of(name)
 st.subheader(module.TITLE)
@@ -87,7 +87,7 @@ cell_id = pick[0].selectbox("Cell", [c["id"] for c in grid], key="paper_cell")
 if pick[1].button("Rerun in the background", icon=":material/play_arrow:", type="primary"):
     config = {"experiment": name, "budget": BUDGET, "cell": cell_id, "seed": seed()}
     st.session_state.paper_run = jobs.submit("reproduce_cell", config, label=f"{name} / {cell_id}",
-                                             page="views/paper_experiments.py", params={"paper_exp": name})
+                                             page="views/paper_experiments.py", params={"paper_exp": module.TITLE})
     st.session_state.pop("paper_done", None)
 
 

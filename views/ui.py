@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 import plotly.graph_objects as go
 import streamlit as st
 
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+NUMERIC_WIDGETS = {"slider", "number_input"}
+BOOLEAN_WIDGETS = {"toggle", "checkbox"}
+TEXT_WIDGETS = {"text_input", "text_area"}  # every other widget picks among options, in the URL as format_func(option)
+SHOWN_CHARS = 40  # a link's value is quoted in a notice up to this many characters
 
 
 def chart(fig: go.Figure, key: str) -> None:
@@ -54,3 +62,115 @@ def run_outcome(info) -> None:
     (st.success if info.status in ("finished", "early_stopped") else st.warning)(
         f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
 
+
+# ---------------------------------------------------------------- widgets bound to the URL
+
+
+def bound(widget: Callable, label: str, *args, key: str, **kwargs) -> Any:
+    """``widget(label, *args, key=key, bind="query-params", **kwargs)``: a widget whose value lives in the URL as
+    ``?key=...``, and which says so when a link's value for it was not used.
+
+    Streamlit seeds the widget from the URL when its page opens; a value it cannot use (not an option, out of range,
+    not a number, too long for ``max_chars``) silently gives the default (or the clamped / cut value, or the value
+    this session had), and Streamlit rewrites the URL to it (a default is written as no parameter). This wrapper
+    compares the link's value with the one in use, the first time the widget runs in a visit of its page (app.py
+    counts the visits), and shows one toast naming the parameter, once per session for each (parameter, value).
+    Later reruns read the URL the widget itself wrote. ``widget`` is a Streamlit widget function or a container's
+    (``st.slider``, ``columns[0].selectbox``).
+    """
+    visit = st.session_state.get("_url_visit")
+    if visit is None:  # a page run without the router: only a widget new to the session reads the link
+        first = key not in st.session_state
+    else:
+        checked = st.session_state.setdefault("_url_checked", {})
+        first, checked[key] = checked.get(key) != visit, visit
+    raw = st.query_params.get_all(key) if first else []
+    value = widget(label, *args, key=key, bind="query-params", **kwargs)
+    if raw:
+        _say_if_unused(widget.__name__, key, raw, value, args, kwargs)
+    return value
+
+
+def _values(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _number(v) -> str:
+    return str(int(v)) if isinstance(v, float) and math.isfinite(v) and v == int(v) else str(v)
+
+
+def _url_text(kind: str, value, format_func: Callable) -> list[str]:
+    """The value as the URL writes it (what a link must say to select it)."""
+    if kind in NUMERIC_WIDGETS:
+        return [_number(v) for v in _values(value)]
+    if kind in BOOLEAN_WIDGETS:
+        return ["true" if value else "false"]
+    if kind in TEXT_WIDGETS:
+        return [value or ""]
+    return [str(format_func(v)) for v in _values(value)]
+
+
+def _matches(kind: str, raw: list[str], value, format_func: Callable) -> bool:
+    """Whether the link's value is the one in use (a scalar widget reads the last of repeated values)."""
+    shown = _url_text(kind, value, format_func)
+    if kind in NUMERIC_WIDGETS:
+        raw = raw[-len(shown):]
+        try:
+            return [float(r) for r in raw] == [float(v) for v in _values(value)]
+        except (TypeError, ValueError):
+            return False
+    if kind in BOOLEAN_WIDGETS:
+        return raw[-1].lower() == shown[0]
+    if isinstance(value, (list, tuple)):  # a multi-choice widget: every value counts, empty ones say "none"
+        return [r for r in raw if r != ""] == shown
+    return raw[-1] == shown[0] or _same_number(raw[-1], shown[0])  # ?eps=0 for the option 0.0 is no mistake
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def _why(kind: str, raw: list[str], args: tuple, kwargs: dict) -> str:
+    text = raw[-1]
+    if kind in NUMERIC_WIDGETS:
+        try:
+            number = float(text)
+        except ValueError:
+            return "not a number"
+        if not math.isfinite(number):
+            return "not a finite number"
+        low = kwargs.get("min_value", args[0] if args else None)
+        high = kwargs.get("max_value", args[1] if len(args) > 1 else None)
+        if low is not None and high is not None and not low <= number <= high:
+            return f"outside {_number(low)}–{_number(high)}"
+        return "not a whole number" if number != int(number) else "not a valid value"
+    if kind in BOOLEAN_WIDGETS:
+        return "not true or false"
+    if kind in TEXT_WIDGETS:
+        limit = kwargs.get("max_chars")
+        return f"longer than {limit:,} characters: cut to the first {limit:,}" if limit and len(text) > limit \
+            else "not a valid value"
+    return "not one of the options"
+
+
+def _quoted(key: str, values: list[str]) -> str:
+    """``key=value`` as inline code, so a link's text is never rendered as Markdown; a long value is shortened."""
+    text = ",".join(values)
+    shown = " ".join(text[:SHOWN_CHARS].replace("`", "'").split())
+    return f"`{key}={shown}`" + (f"… ({len(text):,} characters)" if len(text) > SHOWN_CHARS else "")
+
+
+def _say_if_unused(kind: str, key: str, raw: list[str], value, args: tuple, kwargs: dict) -> None:
+    format_func = kwargs.get("format_func") or str
+    if _matches(kind, raw, value, format_func):
+        return
+    said = st.session_state.setdefault("_url_notices", set())
+    seen = (key, hash(tuple(raw)))
+    if seen in said:
+        return
+    said.add(seen)
+    st.toast(f"Ignored {_quoted(key, raw)} from the link ({_why(kind, raw, args, kwargs)}); showing "
+             f"{_quoted(key, _url_text(kind, value, format_func))}.", icon=":material/link_off:", duration="long")
