@@ -6,9 +6,11 @@ grid (:mod:`drnn_demo.experiments`) that has no result yet, writing after each c
 - ``results/<experiment>_<budget>.json``: ``[{"cell": {...}, "seed": s, "result": {...}}, ...]``
 - ``results/<experiment>_<budget>.csv``: the same rows flattened, one per cell,
 
-both atomically (write, then rename), so an interrupted run resumes where it stopped. A cell
-counts as done when the file holds a row with the same cell settings and seed; ``--force``
-reruns cells, ``--only ID`` picks them. :func:`claims` sets each claim of the paper's abstract
+both atomically (write, then rename), so an interrupted run resumes where it stopped. Every cell
+is trained once per seed of its budget (:data:`drnn_demo.experiments.SEEDS`); a (cell, seed)
+pair counts as done when the file holds a row with the same cell settings and seed. ``--force``
+reruns pairs, ``--only ID`` picks cells (and reruns them), ``--shard I/N`` takes every N-th pair
+so that N processes can share one grid. :func:`claims` sets each claim of the paper's abstract
 beside what the stored results show.
 """
 
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from .experiments import EXPERIMENTS, check_budget, experiment
+from .experiments import EXPERIMENTS, SEEDS, check_budget, experiment
 from .jobs import write_json_atomic
 
 SHIPPED_RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -92,13 +94,15 @@ def _locked(path: Path):
 
 
 def record(name: str, budget: str, cell: dict, seed: int, result: dict, directory: Path | None = None) -> None:
-    """Store one cell's result, replacing an older row of the same cell id, keeping grid order."""
+    """Store one (cell, seed) result, replacing an older row of the same cell id and seed; rows are
+    kept in grid order, then by seed."""
     path = results_path(name, budget, directory)
     with _locked(path):
-        rows = [r for r in load_results(name, budget, directory) if r["cell"].get("id") != cell["id"]]
+        rows = [r for r in load_results(name, budget, directory)
+                if (r["cell"].get("id"), r.get("seed")) != (cell["id"], seed)]
         rows.append({"cell": cell, "seed": seed, "result": result})
         order = {c["id"]: i for i, c in enumerate(experiment(name).cells(budget))}
-        rows.sort(key=lambda r: order.get(r["cell"].get("id"), len(order)))
+        rows.sort(key=lambda r: (order.get(r["cell"].get("id"), len(order)), r.get("seed") or 0))
         _write_rows(path, rows)
 
 
@@ -111,12 +115,27 @@ def find_cell(name: str, budget: str, cell_id: str) -> dict:
     raise ValueError(f"experiment {name!r} ({budget}) has no cell {cell_id!r}; its cells are {[c['id'] for c in grid]}")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``0 <= I < N``; ``ValueError`` otherwise."""
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = -1
+    if not sep or not 0 <= i < n:
+        raise ValueError(f"shard must be I/N with 0 <= I < N (e.g. 0/2), got {text!r}")
+    return i, n
+
+
 def run_experiment(
-    name: str, budget: str = "small", seed: int = 0, only: list[str] | None = None, force: bool = False,
-    directory: Path | None = None, log: Callable[[str], None] = print,
+    name: str, budget: str = "small", seeds: list[int] | None = None, only: list[str] | None = None,
+    force: bool = False, directory: Path | None = None, log: Callable[[str], None] = print,
     on_progress: Callable[[float, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
+    shard: tuple[int, int] | None = None,
 ) -> list[dict]:
-    """Run the cells of ``name`` that are not done yet (or ``only`` these ids, or all with ``force``).
+    """Run the (cell, seed) pairs of ``name`` that are not done yet (or ``only`` these cell ids, or
+    all with ``force``). ``seeds``: default the budget's :data:`~drnn_demo.experiments.SEEDS`;
+    ``shard=(i, n)``: only every ``n``-th pair, starting at ``i``.
 
     ``on_progress(fraction, text)`` covers the whole experiment. Returns the stored rows.
     """
@@ -126,21 +145,25 @@ def run_experiment(
         for cell_id in only:
             find_cell(name, budget, cell_id)
         grid = [c for c in grid if c["id"] in only]
+    seeds = list(SEEDS[budget] if seeds is None else seeds)
+    pairs = [(cell, seed) for cell in grid for seed in seeds]
+    if shard is not None:
+        pairs = pairs[shard[0] :: shard[1]]
     done = {(json.dumps(r["cell"], sort_keys=True), r.get("seed")) for r in load_results(name, budget, directory)
             if r["result"].get("status") in ("finished", "early_stopped")}
-    for i, cell in enumerate(grid):
+    for i, (cell, seed) in enumerate(pairs):
         if should_stop():
             log("stopped")
             break
-        key = (json.dumps(cell, sort_keys=True), seed)
-        if key in done and not force and not only:
-            log(f"[{i + 1}/{len(grid)}] {cell['id']}: done, skipped")
+        what = f"[{i + 1}/{len(pairs)}] {cell['id']} seed {seed}"
+        if (json.dumps(cell, sort_keys=True), seed) in done and not force and not only:
+            log(f"{what}: done, skipped")
             continue
-        log(f"[{i + 1}/{len(grid)}] {cell['id']}")
+        log(what)
 
         def progress(fraction: float, text: str, i=i, cell_id=cell["id"]) -> None:
             if on_progress is not None:
-                on_progress((i + min(max(fraction, 0.0), 1.0)) / len(grid), f"{cell_id}: {text}")
+                on_progress((i + min(max(fraction, 0.0), 1.0)) / len(pairs), f"{cell_id}: {text}")
 
         start = time.perf_counter()
         result = module.run_cell(cell, seed, progress, should_stop)

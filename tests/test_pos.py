@@ -1,6 +1,8 @@
 """POS tagging: the shipped CoNLL-U files parse to the right sentences, the tagger's delayed outputs
 read exactly d words ahead, padding changes nothing, unknown words and characters map to <unk>."""
 
+import gzip
+
 import pytest
 import torch
 
@@ -12,7 +14,8 @@ def count_by_lines(path):
     """Sentences and words counted from the raw lines: '# sent_id' comments, and token lines whose id is a
     plain number (not a multi-word range '3-4' or an empty node '8.1')."""
     sentence_count = words = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = gzip.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".gz" else path.read_text("utf-8")
+    for line in text.splitlines():
         if line.startswith("# sent_id"):
             sentence_count += 1
         elif line and not line.startswith("#") and line.split("\t")[0].isdigit():
@@ -32,6 +35,14 @@ def test_splits_train_on_dev_and_evaluate_on_test():
     assert len(train) + len(val) == len(read_conllu("dev")) and len(val) == 200
     assert test == read_conllu("test")
     assert not set(train) & set(val)
+
+
+def test_the_ewt_source_trains_on_the_full_train_split_and_selects_on_dev():
+    train, val, test = (sentences(split, source="ewt") for split in ("train", "val", "test"))
+    assert (len(train), sum(len(w) for w, _ in train)) == (12_544, 204_577)
+    assert val == read_conllu("dev") and test == read_conllu("test")
+    with pytest.raises(ValueError, match="source"):
+        sentences("train", source="web")
 
 
 @pytest.fixture(scope="module")

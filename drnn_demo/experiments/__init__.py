@@ -4,7 +4,9 @@ Every module exposes the same small interface, which :mod:`drnn_demo.reproduce` 
 
 - ``TITLE``, ``METRIC`` (a key of ``run_cell``'s result), ``METRIC_LABEL``, ``HIGHER_IS_BETTER``;
 - ``cells(budget) -> list[dict]``: the grid of one budget ("tiny": seconds, for the tests;
-  "small": minutes on a 2-core CPU, the shipped results; "full": the paper's sizes, for a GPU).
+  "small": minutes on a 2-core CPU, one seed; "medium": about an hour per experiment on a 2-core
+  CPU with two cells at a time, sizes where a delayed network has time to learn its delay, three
+  seeds; "full": the paper's sizes, for a GPU or a Ray cluster).
   A cell is JSON: ``{"id", "family", "delay", ...every setting}``, so a changed setting is a new cell;
 - ``run_cell(cell, seed, on_progress, should_stop) -> dict``: trains and scores one cell; the
   result holds ``METRIC``, ``"params"``, ``"seconds"`` and ``"status"``;
@@ -18,7 +20,9 @@ import importlib
 from types import ModuleType
 
 EXPERIMENTS = ("reversal", "sine", "mlm", "pos", "runtime")
-BUDGETS = ("tiny", "small", "full")
+BUDGETS = ("tiny", "small", "medium", "full")
+# The seeds every cell of a budget is trained with: a mean and an interval need several.
+SEEDS = {"tiny": (0,), "small": (0,), "medium": (0, 1, 2), "full": (0, 1, 2)}
 
 
 def experiment(name: str) -> ModuleType:

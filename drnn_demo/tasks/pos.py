@@ -1,10 +1,16 @@
 """Part-of-speech tagging on UD English EWT: data, vocabularies, batches and a small trainer.
 
-The shipped files (``drnn_demo/data/ud_english_ewt``, CC BY-SA 4.0) are the treebank's dev and
-test splits, parsed with the ``conllu`` package; multi-word token ranges and empty nodes are
-skipped, so a sentence is its words and their UPOS tags. The project trains on the dev file
-except its last :data:`VAL_SENTENCES` sentences (which validate, for early stopping) and
-evaluates on the test file: token accuracy over every word.
+The shipped files (``drnn_demo/data/ud_english_ewt``, CC BY-SA 4.0) are the treebank's train
+(gzip-compressed), dev and test splits, parsed with the ``conllu`` package; multi-word token ranges
+and empty nodes are skipped, so a sentence is its words and their UPOS tags. Two ways to split
+them (``source``):
+
+- ``"ewt"``, as the paper: train on the train file (12,544 sentences), validate (early stopping,
+  model selection) on the dev file, report the test file;
+- ``"dev"``, the small budget's quick setting: train on the dev file except its last
+  :data:`VAL_SENTENCES` sentences, validate on those, report the test file.
+
+The score is token accuracy over every word of the test file.
 
 Vocabularies come from the training sentences only: lowercased word forms seen at least
 ``min_count`` times (the others map to ``<unk>``; the character encoder still reads them) and
@@ -14,6 +20,7 @@ every character of the training words (unseen characters map to ``<unk>``).
 from __future__ import annotations
 
 import functools
+import gzip
 import math
 import time
 from collections import Counter
@@ -28,21 +35,23 @@ from ..models.common import check_positive_int
 from ..models.pos_tagger import POSTagger
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "ud_english_ewt"
-FILES = {"dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
+FILES = {"train": "en_ewt-ud-train.conllu.gz", "dev": "en_ewt-ud-dev.conllu", "test": "en_ewt-ud-test.conllu"}
 SPLITS = ("train", "val", "test")
+SOURCES = ("ewt", "dev")
 VAL_SENTENCES = 200
 MAX_CHARS = 20  # characters per word read by the character encoder (longer words are cut)
 PAD, UNK = 0, 1
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=3)
 def read_conllu(name: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
-    """The sentences of a shipped file (``"dev"`` or ``"test"``) as (words, UPOS tags) pairs."""
+    """The sentences of a shipped file (``"train"``, ``"dev"`` or ``"test"``) as (words, UPOS tags) pairs."""
     import conllu
 
     if name not in FILES:
         raise ValueError(f"name must be one of {sorted(FILES)}, got {name!r}")
-    text = (DATA_DIR / FILES[name]).read_text(encoding="utf-8")
+    path = DATA_DIR / FILES[name]
+    text = gzip.decompress(path.read_bytes()).decode("utf-8") if path.suffix == ".gz" else path.read_text("utf-8")
     sentences = []
     for sentence in conllu.parse(text):
         tokens = [t for t in sentence if isinstance(t["id"], int)]
@@ -50,10 +59,15 @@ def read_conllu(name: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...
     return tuple(sentences)
 
 
-def sentences(split: str) -> tuple:
-    """(words, tags) pairs of ``"train"`` (dev minus its last 200), ``"val"`` (those 200) or ``"test"``."""
+def sentences(split: str, source: str = "dev") -> tuple:
+    """(words, tags) pairs of ``"train"``, ``"val"`` or ``"test"`` as ``source`` splits the treebank:
+    ``"ewt"``: the train, dev and test files; ``"dev"``: dev minus its last 200, those 200, test."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
     if split == "test":
         return read_conllu("test")
+    if source == "ewt" and split in ("train", "val"):
+        return read_conllu("train" if split == "train" else "dev")
     dev = read_conllu("dev")
     if split == "train":
         return dev[:-VAL_SENTENCES]
@@ -71,8 +85,8 @@ class Vocabulary:
     tags: tuple[str, ...]
 
     @classmethod
-    def from_training(cls, min_count: int = 2) -> Vocabulary:
-        train = sentences("train")
+    def from_training(cls, min_count: int = 2, source: str = "dev") -> Vocabulary:
+        train = sentences("train", source)
         counts = Counter(w.lower() for words, _ in train for w in words)
         words = sorted(w for w, c in counts.items() if c >= min_count)
         chars = sorted({ch for words_, _ in train for w in words_ for ch in w})
@@ -130,22 +144,24 @@ class POSResult:
     epochs: int
     status: str
     seconds: float
+    train_sentences: int
 
 
 def train_pos(
     sentence_rnn: str = "delayed", delay: int = 0, hidden: int = 128, epochs: int = 10, batch_size: int = 32,
     lr: float = 2e-3, patience: int = 3, min_count: int = 2, seed: int = 0, limit: int | None = None,
     on_progress: Callable[[float, str], None] | None = None, should_stop: Callable[[], bool] | None = None,
+    source: str = "dev",
 ) -> POSResult:
-    """Train a :class:`POSTagger` with Adam on the training sentences (``limit``: only the first ones),
-    keep the weights of the best validation accuracy (early stop after ``patience`` epochs without
-    improvement), and measure it on the whole test split."""
+    """Train a :class:`POSTagger` with Adam on the training sentences of ``source`` (``limit``: only the
+    first ones), keep the weights of the best validation accuracy (early stop after ``patience``
+    epochs without improvement), and measure it on the whole test split."""
     check_positive_int("epochs", epochs)
     check_positive_int("batch_size", batch_size)
     start = time.perf_counter()
     torch.manual_seed(seed)
-    vocab = Vocabulary.from_training(min_count)
-    train, val, test = sentences("train")[:limit], sentences("val"), sentences("test")
+    vocab = Vocabulary.from_training(min_count, source)
+    train, val, test = sentences("train", source)[:limit], sentences("val", source), sentences("test")
     model = POSTagger(len(vocab.words), len(vocab.chars), len(vocab.tags), sentence_rnn, delay, hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -182,4 +198,4 @@ def train_pos(
     if best_state is not None:
         model.load_state_dict(best_state)
     return POSResult(model, vocab, evaluate(model, vocab, val), evaluate(model, vocab, test), epoch, status,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, len(train))
