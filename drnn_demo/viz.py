@@ -173,8 +173,10 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
                     lower_is_better: bool = False, title: str | None = None) -> go.Figure:
     """The dRNN metric at each delay, baselines as horizontal lines, the theory bound dashed.
 
-    ``points``: ``{"delay", "value", "label"}``; ``baselines``: ``{"name", "value"}``;
-    ``title``: default "Test <metric> vs delay".
+    ``points``: ``{"delay", "value", "label"}`` with optional ``"low"`` / ``"high"`` (an interval
+    over seeds, drawn as error bars) and ``"n"`` (seeds); ``baselines``: ``{"name", "value"}``
+    with the same optional keys (the interval drawn as a band); ``title``: default "Test <metric>
+    vs delay".
     """
     fig = go.Figure()
     if bound is not None:
@@ -182,13 +184,25 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
                                  line=dict(color="#555", dash="dash", shape="hv"),
                                  hovertemplate="delay %{x}<br>best possible %{y:.4f}<extra></extra>"))
     points = sorted(points, key=lambda p: p["delay"])
+    intervals = any(p.get("low") is not None for p in points)
+    error_y = None
+    if intervals:
+        error_y = dict(type="data", symmetric=False, color=PALETTE[0], thickness=1.5, width=5,
+                       array=[p["high"] - p["value"] if p.get("high") is not None else 0 for p in points],
+                       arrayminus=[p["value"] - p["low"] if p.get("low") is not None else 0 for p in points])
+    spread = [f"95 % interval {p['low']:.4g} – {p['high']:.4g} over {p.get('n')} seeds" if p.get("low") is not None
+              else f"{p.get('n', 1)} seed" for p in points]
     fig.add_trace(go.Scatter(x=[p["delay"] for p in points], y=[p["value"] for p in points], mode="lines+markers",
-                             name="delayed RNN", marker=dict(size=9, color=PALETTE[0]),
-                             customdata=[p.get("label", "") for p in points],
-                             hovertemplate="delay %{x}<br>" + metric + " %{y:.4g}<br>%{customdata}<extra></extra>"))
+                             name="delayed RNN" + (" (mean, 95 % interval)" if intervals else ""),
+                             marker=dict(size=9, color=PALETTE[0]), error_y=error_y,
+                             customdata=list(zip([p.get("label", "") for p in points], spread, strict=True)),
+                             hovertemplate="delay %{x}<br>" + metric
+                             + " %{y:.4g}<br>%{customdata[1]}<br>%{customdata[0]}<extra></extra>"))
     for i, b in enumerate(baselines):
         color = PALETTE[(i + 1) % len(PALETTE)]
         fig.add_hline(y=b["value"], line=dict(color=color, dash="dot"))
+        if b.get("low") is not None:
+            fig.add_hrect(y0=b["low"], y1=b["high"], fillcolor=color, opacity=0.12, line_width=0)
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{b['name']}: {b['value']:.4g}",
                                  line=dict(color=color, dash="dot")))
     if current is not None:
@@ -197,8 +211,9 @@ def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dic
     fig.update_xaxes(title="delay d")
     fig.update_yaxes(title=metric, type="log" if lower_is_better else "linear")
     # horizontal lines do not widen plotly's autorange: make room for every value drawn
-    values = [v for v in [p["value"] for p in points] + [b["value"] for b in baselines]
-              + list(bound[1] if bound else []) if v is not None and np.isfinite(v) and (v > 0 or not lower_is_better)]
+    drawn = [p["value"] for p in points] + [b["value"] for b in baselines] + list(bound[1] if bound else [])
+    drawn += [x[k] for x in [*points, *baselines] for k in ("low", "high") if x.get(k) is not None]
+    values = [v for v in drawn if v is not None and np.isfinite(v) and (v > 0 or not lower_is_better)]
     if values:
         lo, hi = (np.log10(min(values)), np.log10(max(values))) if lower_is_better else (min(values), max(values))
         pad = 0.06 * (hi - lo) if hi > lo else 0.1 * (abs(hi) or 1)

@@ -7,13 +7,16 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from drnn_demo import reproduce
 from drnn_demo.experiments import EXPERIMENTS, experiment
 from drnn_demo.experiments.runtime import lstm_params, matched_hidden
 from drnn_demo.reproduce import claims, load_results, record, run_cell_job, run_experiment, series
+from drnn_demo.stats import difference_interval, mean_interval
 from drnn_demo.tasks import build_task
 
 
@@ -108,34 +111,74 @@ def test_series_carries_the_reversal_bound_and_the_baselines(tiny_results):
     assert {b["name"] for b in data["baselines"]} == {"bidirectional", "stacked"}
 
 
-def row(cell_id: str, family: str, delay: int, **result) -> dict:
-    return {"cell": {"id": cell_id, "family": family, "delay": delay}, "seed": 0,
-            "result": {"status": "finished", **result}}
+def row(cell_id: str, family: str, delay: int, seed: int = 0, **result) -> dict:
+    return {"cell": {"id": cell_id, "family": family, "delay": delay}, "seed": seed,
+            "result": {"status": "finished", "seconds": 1.0, **result}}
 
 
-def test_claims_follow_the_numbers_agree_disagree_or_missing():
+def seeds(cell_id: str, family: str, delay: int, metric: str, values) -> list[dict]:
+    """One row per seed, the validation metric equal to the test one."""
+    val = metric.replace("test_", "val_", 1)
+    return [row(cell_id, family, delay, seed=i, **{metric: v, val: v}) for i, v in enumerate(values)]
+
+
+def test_claims_need_an_interval_on_one_side_of_the_claims_margin():
     good = {
-        "reversal": [row("delayed_d19", "delayed", 19, test_accuracy=0.998),
-                     row("bidirectional", "bidirectional", 0, test_accuracy=0.999)],
-        "sine": [row("delayed_d5", "delayed", 5, test_mse=4e-4),
-                 row("bidirectional", "bidirectional", 0, test_mse=5e-4)],
-        "pos": [row("delayed_d1", "delayed", 1, test_accuracy=0.899),
-                row("bidirectional", "bidirectional", 0, test_accuracy=0.901)],
-        "runtime": [row("delayed_d5", "delayed", 5, ratio=0.55), row("bidirectional", "bidirectional", 0, ratio=1.0)],
+        "reversal": seeds("delayed_d19", "delayed", 19, "test_accuracy", [0.998, 0.997, 0.999])
+        + seeds("bidirectional", "bidirectional", 0, "test_accuracy", [0.999, 0.998, 0.9995]),
+        "sine": seeds("delayed_d5", "delayed", 5, "test_mse", [4.0e-4, 4.1e-4, 3.9e-4])
+        + seeds("bidirectional", "bidirectional", 0, "test_mse", [5.0e-4, 5.2e-4, 5.1e-4]),
+        "pos": seeds("delayed_d1", "delayed", 1, "test_accuracy", [0.950, 0.951, 0.9505])
+        + seeds("bidirectional", "bidirectional", 0, "test_accuracy", [0.951, 0.952, 0.9515]),
+        "runtime": seeds("delayed_d5", "delayed", 5, "ratio", [0.55, 0.56, 0.54])
+        + seeds("bidirectional", "bidirectional", 0, "ratio", [1.0, 1.0, 1.0]),
     }
     verdicts = [c["verdict"] for c in claims(good)]
     assert verdicts == ["agrees", "agrees", "agrees", "agrees"]  # sine: 4e-4 is clearly below 5e-4
-    assert "sine: best dRNN 0.0004 clearly beats" in claims(good)[1]["evidence"]
-    assert "reversal: best dRNN 0.998 ties with" in claims(good)[1]["evidence"]
-    assert "0.998" in claims(good)[0]["evidence"] and "-0.20 points" not in claims(good)[2]["evidence"]
-    assert "+0.20 points" in claims(good)[2]["evidence"]
+    assert "sine: dRNN (d5) 0.0004 [" in claims(good)[1]["evidence"] and "beats" in claims(good)[1]["evidence"]
+    assert "reversal: dRNN (d19)" in claims(good)[1]["evidence"]
+    assert "a gap of +0.10 [" in claims(good)[2]["evidence"]
+    assert all(c["test"] and c["paper"] for c in claims(good))
 
-    bad = {**good, "pos": [row("delayed_d1", "delayed", 1, test_accuracy=0.85),
-                           row("bidirectional", "bidirectional", 0, test_accuracy=0.90)],
-           "runtime": [row("delayed_d5", "delayed", 5, ratio=1.4)]}
-    verdicts = [c["verdict"] for c in claims(bad)]
-    assert verdicts[2:] == ["disagrees", "disagrees"]
+    bad = {**good, "pos": seeds("delayed_d1", "delayed", 1, "test_accuracy", [0.85, 0.86, 0.855])
+           + seeds("bidirectional", "bidirectional", 0, "test_accuracy", [0.90, 0.905, 0.90]),
+           "runtime": seeds("delayed_d5", "delayed", 5, "ratio", [1.4, 1.5, 1.45])}
+    assert [c["verdict"] for c in claims(bad)][2:] == ["disagrees", "disagrees"]
+
+    noisy = {"pos": seeds("delayed_d1", "delayed", 1, "test_accuracy", [0.90, 0.95, 0.92])
+             + seeds("bidirectional", "bidirectional", 0, "test_accuracy", [0.93, 0.90, 0.95])}
+    assert claims(noisy)[2]["verdict"] == "inconclusive"  # the interval straddles the 0.3-point margin
+    one_seed = {name: [r for r in rows if r["seed"] == 0] for name, rows in good.items()}
+    assert {c["verdict"] for c in claims(one_seed)} == {"inconclusive"}  # one seed: no interval
     assert [c["verdict"] for c in claims({})] == ["not measured yet"] * 4
+
+
+def test_the_delayed_model_a_claim_compares_is_chosen_on_validation():
+    rows = [row("delayed_d1", "delayed", 1, seed=i, test_accuracy=0.99, val_accuracy=0.80) for i in range(3)]
+    rows += [row("delayed_d2", "delayed", 2, seed=i, test_accuracy=0.95, val_accuracy=0.90) for i in range(3)]
+    rows += [row("bidirectional", "bidirectional", 0, seed=i, test_accuracy=0.96, val_accuracy=0.96) for i in range(3)]
+    assert "dRNN (d2) 95.00%" in claims({"pos": rows})[2]["evidence"]
+
+
+def test_series_averages_seeds_with_their_interval():
+    rows = seeds("delayed_d3", "delayed", 3, "ratio", [1.0, 2.0, 3.0]) + seeds("stacked", "stacked", 0, "ratio", [5.0])
+    data = series("runtime", rows)
+    (point,) = data["points"]
+    assert point["value"] == pytest.approx(2.0) and point["n"] == 3
+    half = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+    assert (point["low"], point["high"]) == pytest.approx((2.0 - half, 2.0 + half))
+    assert data["baselines"] == [{"name": "stacked", "value": 5.0, "low": None, "high": None, "n": 1}]
+
+
+def test_intervals_match_scipys():
+    a, b = [0.91, 0.93, 0.92, 0.95], [0.90, 0.89, 0.93]
+    mine = mean_interval(a)
+    assert (mine.low, mine.high) == pytest.approx(stats.t.interval(0.95, 3, loc=np.mean(a), scale=stats.sem(a)))
+    diff = difference_interval(a, b)
+    reference = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (diff.low, diff.high) == pytest.approx((reference.low, reference.high))
+    assert diff.mean == pytest.approx(np.mean(a) - np.mean(b))
+    assert not mean_interval([0.5]).known and mean_interval([0.5]).text() == "0.5"
 
 
 def test_runtime_parameter_counts_match_torch_and_are_matched():
@@ -174,3 +217,24 @@ def test_shipped_small_results_exist_for_every_experiment():
     for name in EXPERIMENTS:
         rows = load_results(name, "small", reproduce.SHIPPED_RESULTS)
         assert [r["cell"]["id"] for r in rows] == [c["id"] for c in experiment(name).cells("small")], name
+
+
+def test_every_seed_is_a_row_and_shards_split_the_pairs_between_processes(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(cell, seed, on_progress, should_stop):
+        calls.append((cell["id"], seed))
+        return {"ratio": 1.0 + seed, "params": 1, "seconds": 0.0, "status": "finished"}
+
+    monkeypatch.setattr(experiment("runtime"), "run_cell", fake)
+    ids = [c["id"] for c in experiment("runtime").cells("tiny")]
+    pairs = [(i, s) for i in ids for s in (0, 1, 2)]
+    run_experiment("runtime", "tiny", seeds=[0, 1, 2], shard=(0, 2), directory=tmp_path, log=lambda _: None)
+    assert calls == pairs[0::2]
+    rows = run_experiment("runtime", "tiny", seeds=[0, 1, 2], shard=(1, 2), directory=tmp_path, log=lambda _: None)
+    assert sorted(calls) == sorted(pairs)
+    assert [(r["cell"]["id"], r["seed"]) for r in rows] == pairs  # grid order, then seed
+    run_experiment("runtime", "tiny", seeds=[0, 1, 2], directory=tmp_path, log=lambda _: None)
+    assert len(calls) == len(pairs)  # all done: nothing reruns
+    with pytest.raises(ValueError, match="shard"):
+        reproduce.parse_shard("2/2")

@@ -6,50 +6,70 @@ import pandas as pd
 import streamlit as st
 
 from drnn_demo import viz
-from drnn_demo.experiments import EXPERIMENTS, experiment
+from drnn_demo.experiments import BUDGETS, EXPERIMENTS, SEEDS, experiment
 from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
 from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress, seed
 
-BUDGET = "small"
-VERDICT_COLORS = {"agrees": "green", "partly": "orange", "disagrees": "red", "not measured yet": "gray"}
+BUDGET_NOTES = {
+    "small": "one seed per cell, minutes on a CPU: no interval, so no verdict can be more than inconclusive",
+    "medium": "three seeds per cell, about an hour per experiment on a 2-core CPU, sizes where a delayed network "
+              "has time to learn its delay",
+    "full": "the paper's sizes, three seeds (a GPU or a Ray cluster)",
+    "tiny": "seconds per cell, for the tests",
+}
+VERDICT_COLORS = {"agrees": "green", "inconclusive": "orange", "disagrees": "red", "not measured yet": "gray"}
 jobs = job_manager()
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def stored(name: str, mtime: float) -> tuple[list[dict], str]:
+def stored(name: str, budget: str, mtime: float) -> tuple[list[dict], str]:
     """The stored rows of an experiment (re-read when the file changes) and an error text, if any."""
     try:
-        return load_results(name, BUDGET), ""
+        return load_results(name, budget), ""
     except ValueError as e:
         return [], str(e)
 
 
-def rows_of(name: str) -> tuple[list[dict], str]:
-    path = results_path(name, BUDGET)
-    return stored(name, path.stat().st_mtime if path.exists() else 0.0)
+def rows_of(name: str, budget: str) -> tuple[list[dict], str]:
+    path = results_path(name, budget)
+    return stored(name, budget, path.stat().st_mtime if path.exists() else 0.0)
+
+
+def present(budget: str) -> int:
+    """How many experiments have results at ``budget``."""
+    return sum(results_path(name, budget).exists() for name in EXPERIMENTS)
 
 
 st.title("Paper experiments")
+budgets = [b for b in BUDGETS if b != "tiny" and (b == "small" or present(b))]
+default = "medium" if "medium" in budgets and present("medium") == len(EXPERIMENTS) else "small"
+BUDGET = bound(st.segmented_control, "Budget", budgets, default=default, required=True, key="paper_budget",
+               help="every number on this page comes from the results of this budget")
 st.markdown(
     "Turek et al. (ICML 2020) compare a **delayed RNN** (one layer, output delayed by d steps) with bidirectional "
-    "and stacked networks. Here are their experiments at a small budget that trains on a CPU in minutes "
-    f"(`python -m drnn_demo reproduce EXPERIMENT --budget {BUDGET}` regenerates them; `--budget full` uses the "
-    "paper's sizes, for a GPU), and the abstract's claims beside what these measurements show."
+    f"and stacked networks. Here are their experiments at the **{BUDGET}** budget ({BUDGET_NOTES[BUDGET]}; "
+    f"`python -m drnn_demo reproduce EXPERIMENT --budget {BUDGET}` regenerates them), and the abstract's claims "
+    "beside what these measurements show."
 )
+if present(BUDGET) < len(EXPERIMENTS):
+    missing = [experiment(n).TITLE for n in EXPERIMENTS if not results_path(n, BUDGET).exists()]
+    st.caption(f"Not measured at this budget yet: {', '.join(missing)}.")
 
-results = {name: rows_of(name)[0] for name in EXPERIMENTS}
+results = {name: rows_of(name, BUDGET)[0] for name in EXPERIMENTS}
 st.subheader("The paper's claims, against our measurements")
-lines = ["| claim | our measurement | verdict |", "|---|---|---|"]
+lines = ["| claim | the paper says | ours: mean [95 % interval] over seeds | test | verdict |", "|---|---|---|---|---|"]
 for c in claims(results):
-    lines.append(f"| {c['claim']} | {c['evidence']} | :{VERDICT_COLORS[c['verdict']]}[**{c['verdict']}**] |")
+    lines.append(f"| {c['claim']} | {c['paper']} | {c['evidence']} | {c['test']} | "
+                 f":{VERDICT_COLORS[c['verdict']]}[**{c['verdict']}**] |")
 st.markdown("\n".join(lines))
-st.caption("Verdicts are computed from the stored results below (rerun a cell and they follow). The small budget is "
-           "far from the paper's: where we disagree, more training may change the answer.")
+st.caption("Verdicts are computed from the stored results below (rerun a cell and they follow): a claim agrees or "
+           "disagrees only when the 95 % interval over seeds lies wholly on one side of the claim's margin. The "
+           "delayed model each claim compares is the one with the best validation score.")
 
 name = bound(st.segmented_control, "Experiment", list(EXPERIMENTS), default="reversal", required=True,
              format_func=lambda n: experiment(n).TITLE, key="paper_exp")  # in the URL by its title
 module = experiment(name)
-rows, error = rows_of(name)
+rows, error = rows_of(name, BUDGET)
 st.subheader(module.TITLE)
 st.markdown(re.sub(r":\w+:`~?([^`]+)`", r"`\1`", module.__doc__.split("\n\n")[1].replace("\n", " ")))
 if error:
@@ -63,7 +83,8 @@ else:
     chart(viz.metric_vs_delay(data["points"], module.METRIC_LABEL, data["baselines"], data["bound"],
                               lower_is_better=lower and name != "runtime",
                               title=f"{module.TITLE}: {module.METRIC_LABEL} vs delay"), key=f"paper_plot_{name}")
-    notes = ["Dots: the delayed RNN at each delay; dotted lines: the other families"]
+    notes = ["Dots: the delayed RNN at each delay (mean over seeds, bars: 95 % interval); dotted lines: the other "
+             "families (bands: their intervals)"]
     if data["bound"]:
         notes.append("dashed: the best any model with that look-ahead can do")
         delays, best = data["bound"]
@@ -81,13 +102,16 @@ grid = module.cells(BUDGET)
 with st.expander("Settings of every cell"):
     st.json(grid, expanded=1)
 
-st.markdown("**Rerun one cell** in the background (the table, the plot and the claims update when it ends).")
+st.markdown(f"**Rerun one cell** in the background with the sidebar's seed (its row for that seed is replaced; the "
+            f"budget's own seeds are {', '.join(map(str, SEEDS[BUDGET]))}); the table, the plot and the claims "
+            "update when it ends.")
 pick = st.columns([2, 1])
 cell_id = pick[0].selectbox("Cell", [c["id"] for c in grid], key="paper_cell")
 if pick[1].button("Rerun in the background", icon=":material/play_arrow:", type="primary"):
     config = {"experiment": name, "budget": BUDGET, "cell": cell_id, "seed": seed()}
     st.session_state.paper_run = jobs.submit("reproduce_cell", config, label=f"{name} / {cell_id}",
-                                             page="views/paper_experiments.py", params={"paper_exp": module.TITLE})
+                                             page="views/paper_experiments.py", params={"paper_exp": module.TITLE,
+                                                                                   "paper_budget": BUDGET})
     st.session_state.pop("paper_done", None)
 
 

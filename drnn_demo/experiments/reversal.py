@@ -25,6 +25,10 @@ SETTINGS = {
     "small": dict(delays=(0, 3, 6, 9, 12, 15, 19), hidden=64,
                   train=dict(steps=5000, batch_size=64, lr=1e-2, lr_schedule="cosine", eval_every=250, patience=0,
                              val_size=1000, test_size=2000)),
+    # H = 128 and 6000 steps: time for the long delays to be learnt (a few minutes each on one CPU thread)
+    "medium": dict(delays=(0, 3, 6, 9, 12, 15, 19), hidden=128,
+                   train=dict(steps=6000, batch_size=64, lr=5e-3, lr_schedule="cosine", eval_every=500, patience=0,
+                              val_size=1000, test_size=2000)),
     # the paper's sizes (meant for a GPU): every delay 0..19, wider models, longer training
     "full": dict(delays=tuple(range(20)), hidden=256,
                  train=dict(steps=20000, batch_size=128, lr=1e-3, eval_every=500, patience=10, val_size=5000,

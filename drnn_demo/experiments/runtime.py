@@ -34,6 +34,7 @@ HIGHER_IS_BETTER = False
 SETTINGS = {
     "tiny": dict(delays=(0, 2), hidden=16, batch=4, length=10, features=8, repeats=3, warmup=1),
     "small": dict(delays=(0, 5, 10, 20), hidden=128, batch=64, length=100, features=64, repeats=9, warmup=2),
+    "medium": dict(delays=(0, 5, 10, 20), hidden=256, batch=64, length=200, features=128, repeats=15, warmup=3),
     "full": dict(delays=(0, 5, 10, 20, 50), hidden=512, batch=128, length=500, features=256, repeats=25, warmup=5),
 }
 
