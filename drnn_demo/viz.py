@@ -92,28 +92,51 @@ def layer_overlay(stacked_layers: Sequence[np.ndarray], delayed_layers: Sequence
                    legend=dict(orientation="h", yref="container", y=0.98, yanchor="top", x=1, xanchor="right"))
 
 
-def layer_errors(layer_error: np.ndarray, floor: float = 1e-17) -> go.Figure:
-    """Max |stacked - delayed| per layer over time, log scale (exact zeros drawn at ``floor``)."""
-    fig = go.Figure()
-    for l, errors in enumerate(np.asarray(layer_error)):
-        fig.add_trace(go.Scatter(x=np.arange(len(errors)), y=np.maximum(errors, floor), mode="lines",
-                                 name=f"layer {l + 1}", line=dict(color=PALETTE[l % len(PALETTE)]),
-                                 customdata=errors,
-                                 hovertemplate="t=%{x}<br>max error %{customdata:.3e}<extra></extra>"))
-    fig.update_yaxes(type="log", title="max |stacked - delayed|", exponentformat="e")
-    fig.update_xaxes(title="time step t")
-    return _finish(fig, "Error per layer over time", height=340)
+def layer_errors(layer_error: np.ndarray) -> go.Figure:
+    """Max |stacked - delayed| per layer over time: non-zero errors on a log axis (top), and the
+    steps where a layer's error is exactly 0 as a row of marks per layer (bottom), so an exact layer
+    is neither drawn at a made-up floor nor hidden under another one."""
+    errors = np.asarray(layer_error, dtype=float)
+    k = errors.shape[0]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
+    for l, e in enumerate(errors):
+        color, t = PALETTE[l % len(PALETTE)], np.arange(len(e))
+        fig.add_trace(go.Scatter(x=t, y=[v if v > 0 else None for v in e], mode="lines", name=f"layer {l + 1}",
+                                 legendgroup=str(l), line=dict(color=color, width=2.5 - 1.5 * l / max(k - 1, 1)),
+                                 customdata=e, hovertemplate="t=%{x}<br>max error %{customdata:.3e}<extra></extra>"),
+                      row=1, col=1)
+        zero = t[e == 0]
+        fig.add_trace(go.Scatter(x=zero, y=[f"layer {l + 1}"] * len(zero), mode="markers", legendgroup=str(l),
+                                 showlegend=False, marker=dict(color=color, symbol="line-ns-open", size=9),
+                                 hovertemplate=f"layer {l + 1}, t=%{{x}}<br>exactly 0<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(type="log", title="max |stacked - delayed|", exponentformat="e", row=1, col=1)
+    fig.update_yaxes(title="exactly 0", type="category", autorange="reversed",
+                     categoryarray=[f"layer {l + 1}" for l in range(k)], row=2, col=1)
+    fig.update_xaxes(title="time step t", row=2, col=1)
+    if not (errors > 0).any():
+        fig.add_annotation(text="every layer is exactly 0 at every step", xref="x domain", yref="y domain",
+                           x=0.5, y=0.5, showarrow=False, font=dict(size=14), row=1, col=1)
+        fig.update_yaxes(range=[-17, -15], row=1, col=1)
+    return _finish(fig, "Error per layer over time", height=380)
 
 
-def eps_curve(eps_grid: np.ndarray, eps_errors: np.ndarray, eps: float, floor: float = 1e-17) -> go.Figure:
-    """Output error after relaxing the zero blocks by ``eps``; the chosen eps marked."""
+def eps_curve(eps_grid: np.ndarray, eps_errors: np.ndarray, eps: float) -> go.Figure:
+    """Output error after relaxing the zero blocks by ``eps``, on a log axis; the chosen eps marked.
+    An error of exactly 0 (eps = 0 in an exact construction) is said in a note, not drawn at a floor."""
     eps_grid, eps_errors = np.asarray(eps_grid), np.asarray(eps_errors)
-    fig = go.Figure(go.Scatter(x=eps_grid, y=np.maximum(eps_errors, floor), mode="lines+markers", name="error",
+    shown = [v if v > 0 else None for v in eps_errors]
+    fig = go.Figure(go.Scatter(x=eps_grid, y=shown, mode="lines+markers", name="error",
                                customdata=eps_errors, line=dict(color=PALETTE[0]),
                                hovertemplate="eps=%{x:.3g}<br>max output error %{customdata:.3e}<extra></extra>"))
-    chosen = np.maximum(eps_errors[np.isclose(eps_grid, eps)], floor)
-    fig.add_trace(go.Scatter(x=[eps] * len(chosen), y=chosen, mode="markers", name=f"eps = {eps:g}",
-                             marker=dict(color=PALETTE[1], size=13, symbol="diamond")))
+    chosen = eps_errors[np.isclose(eps_grid, eps)]
+    if chosen.size and chosen[0] > 0:
+        fig.add_trace(go.Scatter(x=[eps], y=chosen[:1], mode="markers", name=f"eps = {eps:g}",
+                                 marker=dict(color=PALETTE[1], size=13, symbol="diamond")))
+    zeros = [f"{g:g}" for g, v in zip(eps_grid, eps_errors, strict=True) if v == 0]
+    if zeros:
+        fig.add_annotation(text=f"exactly 0 at eps = {', '.join(zeros)}" + (" (chosen)" if f"{eps:g}" in zeros else ""),
+                           xref="paper", yref="paper", x=0.02, y=0.04, showarrow=False, xanchor="left",
+                           font=dict(color=PALETTE[1]))
     fig.update_yaxes(type="log", title="max |stacked - relaxed delayed|", exponentformat="e")
     fig.update_xaxes(title="eps (scale of the noise put into the zero blocks)")
     return _finish(fig, "Relaxing the zero blocks breaks the equivalence", height=340)

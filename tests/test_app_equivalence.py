@@ -69,3 +69,16 @@ def test_query_params_reproduce_the_view():
     assert not at.exception
     assert at.slider(key="eq_layers").value == 2
     assert metric(at, "delayed layer") == "H=13, d=1"
+
+
+def test_an_exact_zero_is_said_not_drawn_at_a_floor_and_every_layer_stays_visible():
+    at = open_page(PAGE)
+    errors = figure_titled(at, "Error per layer over time")
+    lines = [t for t in errors["data"] if t.get("mode") == "lines"]
+    marks = [t for t in errors["data"] if t.get("mode") == "markers"]
+    assert len(lines) == len(marks) == 3  # one line and one row of "exactly 0" marks per layer
+    assert all(y is None or y > 1e-16 for t in lines for y in t["y"])  # no made-up 1e-17 points
+    assert {t["y"][0] for t in marks} == {"layer 1", "layer 2", "layer 3"}  # each layer on its own row
+    curve = figure_titled(at, "Relaxing the zero blocks")
+    assert all(y is None or y > 1e-16 for y in curve["data"][0]["y"])
+    assert any("exactly 0 at eps = 0" in a["text"] for a in curve["layout"]["annotations"])

@@ -114,7 +114,8 @@ if points:
 
 # ---------------------------------------------------------------- train this configuration
 st.subheader("Train this configuration")
-st.caption(f"A {cell.upper()} with delay {delay} and hidden size {hidden} on {task_name}, in the background "
+article = "An" if cell in ("lstm", "rnn") else "A"  # "an L-S-T-M", "an R-N-N", "a G-R-U"
+st.caption(f"{article} {cell.upper()} with delay {delay} and hidden size {hidden} on {task_name}, in the background "
            f"(device: {device()}, seed {seed()}). Watch it here or on the Training runs page.")
 train_cols = st.columns([1, 1, 2])
 steps = train_cols[0].number_input("Steps", 10, 20_000, BUDGET[task_name]["steps"], step=100, key="steps")
