@@ -5,7 +5,7 @@ truncated, hand-edited or hostile. :func:`loads_json` and :func:`read_json` turn
 file can be wrong into one :class:`JSONFileError` (a ``ValueError``) whose message names the file:
 
 - too large (more than ``max_bytes``; checked on the file's size before it is read),
-- not UTF-8, not JSON, truncated,
+- not UTF-8, not JSON, truncated, holding NaN / Infinity or an integer of more than 4,300 digits,
 - nested deeper than :data:`MAX_DEPTH` (a card nested 100,000 deep stops the parser at its
   recursion limit, which is caught; shallower ones are measured after parsing),
 - of the wrong top-level type (``expect=dict`` and the file holds a list, say).
@@ -28,6 +28,10 @@ class JSONFileError(ValueError):
     """A JSON file that cannot be used; the message names the file and what is wrong."""
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _depth(data: Any) -> int:
     """How deeply ``data`` nests lists and dicts (iteratively: no recursion of our own)."""
     deepest, stack = 0, [(data, 1)]
@@ -47,10 +51,10 @@ def loads_json(text: str | bytes, name: str, expect: type | None = dict, max_dep
         except UnicodeDecodeError as err:
             raise JSONFileError(f"{name}: not UTF-8 text ({err})") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except RecursionError:  # the parser gives up near 1,000 levels, cheaply
         raise JSONFileError(f"{name}: JSON nested more than {max_depth} levels deep") from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, NaN / Infinity, an integer of more than 4,300 digits
         raise JSONFileError(f"{name}: not valid JSON ({err})") from None
     if _depth(data) > max_depth:
         raise JSONFileError(f"{name}: JSON nested more than {max_depth} levels deep")
@@ -91,7 +95,7 @@ def field(data: dict, key: str, types: type | tuple[type, ...], name: str, defau
     types = types if isinstance(types, tuple) else (types,)
     numeric = any(t in (int, float) for t in types)
     if not isinstance(value, types) or (numeric and isinstance(value, bool) and bool not in types):
-        names = " or ".join(_json_type(t) for t in dict.fromkeys(types))
+        names = " or ".join(dict.fromkeys(_json_type(t) for t in types))
         raise JSONFileError(f"{name}: {key!r} must be {_a(names)}, found {_short(value)}")
     return value
 

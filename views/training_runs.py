@@ -1,19 +1,43 @@
 """Training runs: every background run with its progress, curves and actions."""
 
+import hashlib
+import json
+from pathlib import Path
+
 import streamlit as st
 
 from drnn_demo import viz
-from drnn_demo.checkpoints import MAX_UPLOAD_BYTES, CheckpointError, load_checkpoint_zip
-from drnn_demo.training import retest
-from views.ui import chart, format_seconds, job_manager
+from drnn_demo.checkpoints import MAX_UPLOAD_BYTES, CheckpointError, load_checkpoint_zip, unpack_checkpoint_zip
+from drnn_demo.training import retest_plan
+from views.ui import chart, format_seconds, job_manager, run_outcome, run_progress
 
 BADGE = {"queued": "gray", "running": "blue", "finished": "green", "early_stopped": "green", "diverged": "red",
-         "cancelled": "orange", "failed": "red", "interrupted": "orange"}
+         "cancelled": "orange", "failed": "red", "interrupted": "orange", "corrupt": "red"}
 
+PAGES = {f"views/{p.name}" for p in Path(__file__).parent.glob("*.py")}
 jobs = job_manager()
 st.title("Training runs")
 st.caption(f"Runs train in their own processes (at most {jobs.max_concurrent} at once; the rest wait in a queue) "
            f"and are kept in `{jobs.root}`, so they survive reloads and server restarts.")
+
+
+def delete_button(info, column) -> None:
+    """Delete, after a second click on "Yes, delete" (a run's checkpoint and log go with it)."""
+    asking = f"confirm_delete_{info.id}"
+    if not st.session_state.get(asking):
+        if column.button("Delete", key=f"delete_{info.id}", icon=":material/delete:"):
+            st.session_state[asking] = True
+            st.rerun()
+        return
+    column.caption("Delete this run, its checkpoint and its log?")
+    yes, no = column.columns(2)
+    if yes.button("Yes, delete", key=f"delete_yes_{info.id}", type="primary"):
+        del st.session_state[asking]
+        jobs.delete(info.id)
+        st.rerun()
+    if no.button("Keep", key=f"delete_no_{info.id}"):
+        del st.session_state[asking]
+        st.rerun()
 
 
 def run_card(info) -> None:
@@ -22,6 +46,10 @@ def run_card(info) -> None:
         head[0].markdown(f"**{info.label}**  \n`{info.id}`")
         with head[1]:
             st.badge(info.status.replace("_", " "), color=BADGE.get(info.status, "gray"))
+        if info.status == "corrupt":
+            st.error(f"This run's files are damaged and it cannot be shown: {info.message}", icon=":material/error:")
+            delete_button(info, st.columns(4)[3])
+            return
         if info.status == "queued":
             st.progress(0.0, text=f"queued: position {info.queue_position} in line")
         else:
@@ -42,12 +70,10 @@ def run_card(info) -> None:
             actions[1].download_button("Download checkpoint", data=jobs.checkpoint_zip(info.id),
                                        file_name=f"{info.id}.zip", mime="application/zip", key=f"dl_{info.id}",
                                        icon=":material/download:", on_click="ignore")
-            if info.page:
+            if info.page in PAGES:  # a page of this app (run.json may have been edited by hand)
                 actions[2].page_link(info.page, label="Open in its page", icon=":material/open_in_new:",
                                      query_params={**info.params, "run": info.id})
-        if actions[3].button("Delete", key=f"delete_{info.id}", icon=":material/delete:"):
-            jobs.delete(info.id)
-            st.rerun()
+        delete_button(info, actions[3])
 
 
 jobs.poll()
@@ -69,40 +95,75 @@ def run_list() -> None:
 run_list()
 
 
-@st.cache_data(max_entries=4, show_spinner="Checking and re-testing the checkpoint ...")
+@st.cache_data(max_entries=4, show_spinner="Checking the checkpoint ...")
 def check_upload(data: bytes) -> dict:
-    """Validate an uploaded checkpoint zip and re-measure it: {"card", "retest"} or {"error"}."""
+    """Validate an uploaded checkpoint zip: ``{"card", "plan_error"}`` or ``{"error"}``. Cheap and
+    bounded whatever the card says; the re-test itself runs as a background run."""
     try:
-        model, card = load_checkpoint_zip(data)
+        _, card = load_checkpoint_zip(data)
     except CheckpointError as err:
         return {"error": str(err)}
     try:
-        measured = retest(model, card)
+        retest_plan(card)
+        plan_error = None
     except ValueError as err:
-        measured = str(err)
-    return {"card": card, "retest": measured}
+        plan_error = str(err)
+    return {"card": card, "plan_error": plan_error}
+
+
+def submit_retest(data: bytes, name: str) -> str:
+    """Queue the re-test of a checked upload; its two files go into the run's directory."""
+    weights, card, _, _ = unpack_checkpoint_zip(data)
+    return jobs.submit("retest", {}, label=f"re-test of {name}", params={"upload": name},
+                       files={"model.safetensors": weights, "model.json": json.dumps(card).encode()})
+
+
+def retest_table(info) -> None:
+    """The card's test metrics beside the ones the re-test measured."""
+    rows = [{"metric": key.removeprefix("test_"), "recorded in the card": info.metrics.get(f"recorded_{key}"),
+             "measured now": value} for key, value in info.metrics.items() if key.startswith("test_")]
+    st.dataframe(rows, hide_index=True)
 
 
 st.subheader("Check a downloaded checkpoint")
 upload = st.file_uploader(
     "Checkpoint zip (from “Download checkpoint”)", type=["zip"], key="upload",
     max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-    help=f"checked before use: at most {MAX_UPLOAD_BYTES // 2**20} MB, one .safetensors file and its .json card, the "
-         "weights' SHA-256, a known model, tensor names and shapes, finite values; nothing is unpickled")
+    help=f"checked before use: at most {MAX_UPLOAD_BYTES // 2**20} MB, one .safetensors file and its .json card, a "
+         "known model within the size limits, tensor names and shapes, the weights' SHA-256, finite values; nothing "
+         "is unpickled. A valid one is re-tested on its run's test set in the background.")
 if upload is not None:
-    checked = check_upload(upload.getvalue())
+    data = upload.getvalue()
+    checked = check_upload(data)
     if "error" in checked:
         st.error(f"{upload.name}: {checked['error']}", icon=":material/block:")
     else:
-        card, measured = checked["card"], checked["retest"]
+        card = checked["card"]
         model = card["model"]
         st.success(f"{upload.name}: a valid checkpoint of a **{model['core']}** model "
                    f"({', '.join(f'{k}={v}' for k, v in model.get('core_args', {}).items())}) for task "
                    f"**{card.get('task')}**.", icon=":material/verified:")
-        recorded = (card.get("metrics") or {}).get("test") or {}
-        if isinstance(measured, dict):
-            st.dataframe([{"metric": k, "recorded in the card": recorded.get(k), "measured now": v}
-                          for k, v in measured.items()], hide_index=True)
+        if checked["plan_error"]:
+            st.caption(f"Not re-tested: {checked['plan_error']}.")
         else:
-            st.caption(f"Not re-tested: {measured}.")
+            retests = st.session_state.setdefault("retests", {})
+            digest = hashlib.sha256(data).hexdigest()
+            try:
+                retest_info = jobs.get(retests[digest])
+            except KeyError:  # not re-tested in this session yet, or its run was deleted
+                retests[digest] = submit_retest(data, upload.name)
+                retest_info = jobs.get(retests[digest])
 
+            @st.fragment(run_every=1.0 if retest_info.active else None)
+            def retest_status(run_id: str, was_active: bool) -> None:
+                info = jobs.get(run_id)
+                if info.active:
+                    run_progress(info, show="percent")
+                elif info.status == "finished":
+                    retest_table(info)
+                else:
+                    run_outcome(info)
+                if was_active and not info.active:
+                    st.rerun()
+
+            retest_status(retest_info.id, retest_info.active)
