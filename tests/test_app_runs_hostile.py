@@ -39,11 +39,8 @@ def write_run(root: Path, run_id: str, run: dict | None = None, state: dict | No
     return run_dir
 
 
-@pytest.fixture
-def hostile_runs(tmp_path, monkeypatch):
-    """A runs directory with one good run, three damaged and two whose checkpoint leads outside; the app's
-    job manager is re-created on it for this test only."""
-    root = tmp_path / "runs"
+def build_hostile_runs(root: Path) -> Path:
+    """One good run with a checkpoint, three damaged runs and two whose checkpoint leads outside the run."""
     good = write_run(root, GOOD)
     save_checkpoint(good / "model", SequenceModel("delayed", {"hidden_size": 3}, input_size=2, output_size=2),
                     {"task": "reversal"})
@@ -53,6 +50,13 @@ def hostile_runs(tmp_path, monkeypatch):
     linked = write_run(root, list(HOSTILE)[1])
     (linked / "model.safetensors").symlink_to("/etc/passwd")
     (linked / "model.json").symlink_to("/etc/passwd")
+    return root
+
+
+@pytest.fixture
+def hostile_runs(tmp_path, monkeypatch):
+    """The runs above; the app's job manager is re-created on them for this test only."""
+    root = build_hostile_runs(tmp_path / "runs")
     monkeypatch.setenv("DRNN_RUNS_DIR", str(root))
     st.cache_resource.clear()  # the app's one JobManager is re-created on this directory
     yield root
