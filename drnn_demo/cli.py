@@ -270,6 +270,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# Ray backend: CPUs of one cell (one task runs on one node; the largest machines have a few hundred cores;
+# a local Ray has this machine's), and GPUs of one cell (the largest nodes have 8 to 16).
+MAX_CPUS_PER_CELL = 1024
+MAX_GPUS_PER_CELL = 16
+
+
 def _add_reproduce(subparsers) -> None:
     from .experiments import BUDGETS, EXPERIMENTS
 
@@ -278,7 +284,8 @@ def _add_reproduce(subparsers) -> None:
         description="Train and score every cell of an experiment's grid that has no result yet, writing "
                     "results/<experiment>_<budget>.json and .csv after each cell (an interrupted run resumes), "
                     "then print the table. small: minutes on a CPU, one seed; medium: about an hour per experiment "
-                    "on a 2-core CPU, three seeds; full: the paper's sizes (for a GPU).",
+                    "on a 2-core CPU, three seeds; full: the paper's sizes (for a GPU or a Ray cluster: "
+                    "--backend ray runs the same (cell, seed) pairs as Ray tasks).",
     )
     p.add_argument("experiment", choices=EXPERIMENTS)
     p.add_argument("--budget", choices=BUDGETS, default="small", help="grid size (default: %(default)s)")
@@ -289,19 +296,66 @@ def _add_reproduce(subparsers) -> None:
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="run only every N-th (cell, seed) pair starting at I, so N processes share a grid")
     p.add_argument("--out", default=None, help="results directory (default: results/)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads, --backend local (default: 1; with ray: --cpus-per-cell)")
+    ray = p.add_argument_group("scaling out (pip install -e '.[ray]')")
+    ray.add_argument("--backend", choices=("local", "ray"), default="local",
+                     help="local: one pair after another in this process; ray: every pair a Ray task, "
+                          "results recorded here as they finish (default: %(default)s)")
+    ray.add_argument("--address", default=None, metavar="HOST:PORT",
+                     help="join the Ray cluster there (started with `ray start --head`); default: start a "
+                          "local Ray on this machine's CPUs")
+    ray.add_argument("--cpus-per-cell", type=int, default=None, metavar="N",
+                     help="CPUs (and torch threads) of each cell's Ray task (default: 1)")
+    ray.add_argument("--gpus-per-cell", type=float, nargs="?", const=1.0, default=None, metavar="G",
+                     help="GPUs of each cell's Ray task, fractions allowed (default: 0; the flag alone: 1)")
     p.set_defaults(func=cmd_reproduce)
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    import torch
+def check_reproduce_args(args: argparse.Namespace) -> str | None:
+    """The first ``reproduce`` argument out of range or not for the chosen backend, as a message (None if fine)."""
+    if args.backend == "local":
+        for flag, value in (("--address", args.address), ("--cpus-per-cell", args.cpus_per_cell),
+                            ("--gpus-per-cell", args.gpus_per_cell)):
+            if value is not None:
+                return f"{flag} applies to --backend ray only"
+        return _threads_problem(args.threads)
+    if args.threads is not None:
+        return "--threads applies to --backend local; a Ray task runs --cpus-per-cell torch threads"
+    if args.address is not None and not args.address.strip():
+        return "--address must be a Ray cluster's HOST:PORT (e.g. 10.0.0.1:6379), got ''"
+    if args.address:
+        high, why = MAX_CPUS_PER_CELL, "MAX_CPUS_PER_CELL; a cell runs on one node"
+    else:
+        high, why = os.cpu_count() or 1, f"the local Ray has this machine's {os.cpu_count()} CPUs"
+    problem = _int_problem("--cpus-per-cell", args.cpus_per_cell, 1, high, why)
+    if problem:
+        return problem
+    gpus = args.gpus_per_cell
+    if gpus is not None and not (math.isfinite(gpus) and 0 <= gpus <= MAX_GPUS_PER_CELL):
+        return f"--gpus-per-cell must be a number from 0 to {MAX_GPUS_PER_CELL} (MAX_GPUS_PER_CELL), got {gpus:g}"
+    if gpus is not None and 0 < gpus < 1e-4:
+        return f"--gpus-per-cell must be 0 or at least 0.0001 (Ray's resource precision), got {gpus:g}"
+    return None
 
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import parse_shard, run_experiment, table
 
-    problem = _threads_problem(args.threads)
+    problem = check_reproduce_args(args)
     if problem:
         return _fail(problem)
-    torch.set_num_threads(args.threads)
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        return _fail(e)
+    directory = Path(args.out) if args.out else None
+    if args.backend == "ray":
+        return _reproduce_on_ray(args, shard, directory)
+
+    import torch
+
+    torch.set_num_threads(args.threads or 1)
     show = sys.stderr.isatty()
 
     def progress(fraction: float, text: str) -> None:
@@ -314,13 +368,34 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        shard = parse_shard(args.shard) if args.shard else None
         rows = run_experiment(args.experiment, args.budget, seeds=args.seeds, only=args.only, force=args.force,
-                              directory=Path(args.out) if args.out else None, log=log, on_progress=progress,
-                              shard=shard)
+                              directory=directory, log=log, on_progress=progress, shard=shard)
     except ValueError as e:
         return _fail(e)
     print(table(args.experiment, rows))
+    return 0
+
+
+def _reproduce_on_ray(args: argparse.Namespace, shard: tuple[int, int] | None, directory: Path | None) -> int:
+    """``reproduce --backend ray``: the pending pairs as Ray tasks (:mod:`drnn_demo.ray_backend`)."""
+    from .ray_backend import RayUnavailable, run_experiment_ray
+    from .reproduce import table
+
+    try:
+        run = run_experiment_ray(args.experiment, args.budget, seeds=args.seeds, only=args.only, force=args.force,
+                                 directory=directory, shard=shard, address=args.address,
+                                 cpus_per_cell=args.cpus_per_cell or 1, gpus_per_cell=args.gpus_per_cell or 0.0,
+                                 log=lambda line: print(line, flush=True))
+    except (RayUnavailable, ValueError) as e:
+        return _fail(e)
+    except ConnectionError as e:  # --address: nothing answers there, or not a Ray cluster
+        return _fail(f"--address {args.address}: cannot join a Ray cluster there ({e})")
+    except KeyboardInterrupt:  # the backend cancelled the pending pairs, shut Ray down and said so
+        return EXIT_CANCELLED
+    print(table(args.experiment, run.rows))
+    if run.failed:
+        print(f"error: {len(run.failed)} (cell, seed) pairs failed: " + "; ".join(run.failed), file=sys.stderr)
+        return 1
     return 0
 
 

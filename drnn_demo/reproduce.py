@@ -10,7 +10,9 @@ both atomically (write, then rename), so an interrupted run resumes where it sto
 is trained once per seed of its budget (:data:`drnn_demo.experiments.SEEDS`); a (cell, seed)
 pair counts as done when the file holds a row with the same cell settings and seed. ``--force``
 reruns pairs, ``--only ID`` picks cells (and reruns them), ``--shard I/N`` takes every N-th pair
-so that N processes can share one grid. :func:`claims` sets each claim of the paper's abstract
+so that N processes can share one grid; :func:`pending_pairs` says which pairs a run trains, for this
+module's loop and for ``--backend ray`` (:mod:`drnn_demo.ray_backend`, the same pairs as Ray tasks,
+recorded through the same :func:`record`). :func:`claims` sets each claim of the paper's abstract
 beside what the stored results show.
 """
 
@@ -128,20 +130,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def run_experiment(
-    name: str, budget: str = "small", seeds: list[int] | None = None, only: list[str] | None = None,
-    force: bool = False, directory: Path | None = None, log: Callable[[str], None] = print,
-    on_progress: Callable[[float, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
-    shard: tuple[int, int] | None = None,
-) -> list[dict]:
-    """Run the (cell, seed) pairs of ``name`` that are not done yet (or ``only`` these cell ids, or
-    all with ``force``). ``seeds``: default the budget's :data:`~drnn_demo.experiments.SEEDS`;
-    ``shard=(i, n)``: only every ``n``-th pair, starting at ``i``.
+def pair_key(cell: dict, seed: int) -> tuple[str, int]:
+    """What identifies a (cell, seed) pair in a results file: every setting of the cell, and the seed."""
+    return json.dumps(cell, sort_keys=True), seed
 
-    ``on_progress(fraction, text)`` covers the whole experiment. Returns the stored rows.
-    """
-    module = experiment(name)
-    grid = module.cells(check_budget(budget))
+
+def grid_pairs(name: str, budget: str = "small", seeds: list[int] | None = None, only: list[str] | None = None,
+               shard: tuple[int, int] | None = None) -> list[tuple[dict, int]]:
+    """The (cell, seed) pairs a run of ``name`` covers, done or not, in grid order then by seed: ``only``
+    these cell ids (``ValueError`` for an unknown one), ``seeds`` (default the budget's
+    :data:`~drnn_demo.experiments.SEEDS`), ``shard=(i, n)``: every ``n``-th pair starting at ``i``."""
+    grid = experiment(name).cells(check_budget(budget))
     if only:
         for cell_id in only:
             find_cell(name, budget, cell_id)
@@ -150,14 +149,44 @@ def run_experiment(
     pairs = [(cell, seed) for cell in grid for seed in seeds]
     if shard is not None:
         pairs = pairs[shard[0] :: shard[1]]
-    done = {(json.dumps(r["cell"], sort_keys=True), r.get("seed")) for r in load_results(name, budget, directory)
+    return pairs
+
+
+def pending_pairs(name: str, budget: str = "small", seeds: list[int] | None = None, only: list[str] | None = None,
+                  force: bool = False, directory: Path | None = None,
+                  shard: tuple[int, int] | None = None) -> list[tuple[dict, int]]:
+    """The pairs of :func:`grid_pairs` that a run would train: those without a finished row in the results
+    file, or all of them with ``force`` or ``only``. Every backend (this module's loop, the Ray one in
+    :mod:`drnn_demo.ray_backend`) runs exactly these."""
+    pairs = grid_pairs(name, budget, seeds, only, shard)
+    if force or only:
+        return pairs
+    done = {pair_key(r["cell"], r.get("seed")) for r in load_results(name, budget, directory)
             if r["result"].get("status") in ("finished", "early_stopped")}
+    return [(cell, seed) for cell, seed in pairs if pair_key(cell, seed) not in done]
+
+
+def run_experiment(
+    name: str, budget: str = "small", seeds: list[int] | None = None, only: list[str] | None = None,
+    force: bool = False, directory: Path | None = None, log: Callable[[str], None] = print,
+    on_progress: Callable[[float, str], None] | None = None, should_stop: Callable[[], bool] = lambda: False,
+    shard: tuple[int, int] | None = None,
+) -> list[dict]:
+    """Run the (cell, seed) pairs of ``name`` that are not done yet (or ``only`` these cell ids, or
+    all with ``force``). ``seeds``: default the budget's :data:`~drnn_demo.experiments.SEEDS`;
+    ``shard=(i, n)``: only every ``n``-th pair, starting at ``i``. (:func:`pending_pairs` says which.)
+
+    ``on_progress(fraction, text)`` covers the whole experiment. Returns the stored rows.
+    """
+    module = experiment(name)
+    pairs = grid_pairs(name, budget, seeds, only, shard)
+    todo = {pair_key(cell, seed) for cell, seed in pending_pairs(name, budget, seeds, only, force, directory, shard)}
     for i, (cell, seed) in enumerate(pairs):
         if should_stop():
             log("stopped")
             break
         what = f"[{i + 1}/{len(pairs)}] {cell['id']} seed {seed}"
-        if (json.dumps(cell, sort_keys=True), seed) in done and not force and not only:
+        if pair_key(cell, seed) not in todo:
             log(f"{what}: done, skipped")
             continue
         log(what)
