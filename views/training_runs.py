@@ -21,6 +21,17 @@ st.caption(f"Runs train in their own processes (at most {jobs.max_concurrent} at
            f"and are kept in `{jobs.root}`, so they survive reloads and server restarts.")
 
 
+def progress_text(info) -> str:
+    """"step 40/100 · elapsed 0:12 · ETA 0:18" while running; how far it got once it ended."""
+    steps = f"step {info.step:,}/{info.total_steps:,}" if info.total_steps else (
+        f"step {info.step:,}" if info.step else "")
+    if info.active:
+        eta = format_seconds(info.eta) if info.eta is not None else "estimating…"
+        return " · ".join((steps or "starting", f"elapsed {format_seconds(info.elapsed)}", f"ETA {eta}"))
+    ended = "finished" if info.status in ("finished", "early_stopped") else info.status.replace("_", " ")
+    return " · ".join(p for p in (ended, steps, f"took {format_seconds(info.elapsed)}") if p)
+
+
 def delete_button(info, column) -> None:
     """Delete, after a second click on "Yes, delete" (a run's checkpoint and log go with it)."""
     asking = f"confirm_delete_{info.id}"
@@ -53,9 +64,7 @@ def run_card(info) -> None:
         if info.status == "queued":
             st.progress(0.0, text=f"queued: position {info.queue_position} in line")
         else:
-            st.progress(min(max(info.fraction, 0.0), 1.0),
-                        text=f"step {info.step}/{info.total_steps or '?'} · elapsed {format_seconds(info.elapsed)}"
-                             f" · ETA {format_seconds(info.eta) if info.active else 'done'}")
+            st.progress(min(max(info.fraction, 0.0), 1.0), text=progress_text(info))
         if info.message:
             st.caption(info.message)
         if info.metrics:
