@@ -349,6 +349,21 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
         hovertemplate=f"baseline: blank, then a uniform guess<br>CE {baseline:.4f}<extra></extra>"))
     fig.update_xaxes(title="training step")
     fig.update_yaxes(title="cross-entropy (log)", type="log")
+    # A diverged run (cross-entropy far above chance) would squash every other curve: the axis stops at
+    # 3x the baseline and a note names the runs that rise above it.
+    top = 3 * baseline
+    values = [v for rec in records for v in [*rec["history"].get("loss", []),
+                                             *(s.get("val_loss") for s in rec.get("snapshots") or [])]
+              if v is not None and np.isfinite(v) and v > 0]
+    above = [(rec["label"], max(v for v in rec["history"].get("loss", []) if v is not None and np.isfinite(v)))
+             for rec in records if any(v is not None and np.isfinite(v) and v > top
+                                       for v in rec["history"].get("loss", []))]
+    if above and values:
+        fig.update_yaxes(range=[np.log10(min(values)) - 0.05, np.log10(top)])
+        fig.add_annotation(text="; ".join(f"{label} diverged (cross-entropy up to {peak:.3g}, above the axis)"
+                                          for label, peak in above),
+                           xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top",
+                           showarrow=False, font=dict(color="#b00020"), bgcolor="rgba(255,255,255,0.8)")
     return _finish(fig, title, height=420)
 
 
