@@ -7,6 +7,7 @@ are downsampled before plotting.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -505,6 +506,7 @@ LRN_WEIGHT_SCALE = "Viridis"  # weights and gates in [0, 1] (or their log10)
 LRN_SIDE_COLORS = ("#d6604d", "#4393c3")  # bars pushing toward label 0 / label 1
 LRN_MARK_COLOR = "#d62728"  # ground-truth (decisive) tokens
 LRN_OTHER_COLOR = "rgba(140,140,140,0.35)"
+LRN_UNKNOWN_COLOR = "#888888"  # words outside the vocabulary, read as <unk>
 LRN_TICK_LIMIT = 60  # label every position with its token up to this many positions
 
 
@@ -516,10 +518,18 @@ def _token_ticks(tokens: Sequence[str], marks: Sequence[int] = (), limit: int = 
         if not marks:
             return dict(tickmode="auto")
         return dict(tickmode="array", tickvals=list(marks), tickangle=-45,
-                    ticktext=[f"<b style='color:{LRN_MARK_COLOR}'>{k}: {tokens[k]}</b>" for k in marks])
+                    ticktext=[f"<b style='color:{LRN_MARK_COLOR}'>{k}: {_tick(tokens[k])}</b>" for k in marks])
     marked = set(marks)
-    text = [f"<b style='color:{LRN_MARK_COLOR}'>{w}</b>" if k in marked else str(w) for k, w in enumerate(tokens)]
+    text = [f"<b style='color:{LRN_MARK_COLOR}'>{_tick(w)}</b>" if k in marked else _tick(w)
+            for k, w in enumerate(tokens)]
     return dict(tickmode="array", tickvals=list(range(T)), ticktext=text, tickangle=-45 if T > 8 else 0)
+
+
+def _tick(token) -> str:
+    """A token as tick text: escaped (plotly would take ``<unk>`` for a tag and show nothing), and a
+    word the model does not know (``"dull (<unk>)"``) in grey italics."""
+    text = html.escape(str(token))
+    return f"<i style='color:{LRN_UNKNOWN_COLOR}'>{text}</i>" if "&lt;unk&gt;" in text else text
 
 
 def _token_categories(tokens: Sequence[str], marks: Sequence[int] = (), limit: int = LRN_TICK_LIMIT,

@@ -195,3 +195,12 @@ def test_training_in_the_background_then_shows_the_new_model():
     again = open_page(LRN, query={"lrn_mode": "Sentiment", "run": run_id})
     assert not again.exception
     assert again.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
+
+
+def test_unknown_words_are_counted_and_marked():
+    at = open_page(LRN)
+    at.text_area(key="lrn_text").input("a zzyzx movie").run()
+    assert not at.exception
+    assert any("knows **2 of the 3 words**" in w.value and "zzyzx" in w.value for w in at.warning)
+    ticks = figure_titled(at, "share of the decision")["layout"]["xaxis"]["ticktext"]
+    assert "zzyzx (&lt;unk&gt;)" in ticks[1]

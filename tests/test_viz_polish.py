@@ -27,3 +27,9 @@ def test_scores_and_losses_are_on_separate_labelled_panels():
     assert titles == ["training loss", "scores", "losses"]
     assert fig.layout.yaxis2.title.text == "accuracy" and fig.layout.yaxis3.title.text == "cross_entropy"
     assert {t.name: t.yaxis for t in fig.data} == {"loss": "y", "accuracy": "y2", "cross_entropy": "y3"}
+
+
+def test_unknown_words_are_visible_on_the_token_axis():
+    fig = viz.lrn_token_shares(["a", "dull (<unk>)", "film"], [0.1, 0.0, -0.2])
+    ticks = list(fig.layout.xaxis.ticktext)
+    assert ticks[0] == "a" and "dull (&lt;unk&gt;)" in ticks[1] and "<i" in ticks[1]  # escaped, not a lost tag

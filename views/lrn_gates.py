@@ -162,7 +162,9 @@ def sentiment_input(vocab: list[str]) -> dict | None:
                    f"the training reviews): every word reads as `{UNK}`, so the prediction below says nothing about "
                    "your sentence.", icon=":material/help:")
     elif unknown:
-        st.caption("Not in the vocabulary (read as `<unk>`): " + ", ".join(f"*{w}*" for w in dict.fromkeys(unknown)))
+        st.warning(f"The model knows **{len(words) - len(unknown)} of the {len(words)} words**. Not in its vocabulary, "
+                   f"so read as `{UNK}` and marked “(<unk>)” in grey on the axes below: "
+                   + ", ".join(f"*{w}*" for w in dict.fromkeys(unknown)), icon=":material/help:")
     return {"text": " ".join(words), "words": words}
 
 
