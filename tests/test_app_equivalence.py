@@ -82,3 +82,8 @@ def test_an_exact_zero_is_said_not_drawn_at_a_floor_and_every_layer_stays_visibl
     curve = figure_titled(at, "Relaxing the zero blocks")
     assert all(y is None or y > 1e-16 for y in curve["data"][0]["y"])
     assert any("exactly 0 at eps = 0" in a["text"] for a in curve["layout"]["annotations"])
+
+
+def test_the_unit_shown_round_trips_through_the_url():
+    at = open_page(PAGE, query={"eq_unit": "3"})
+    assert not at.exception and at.slider(key="eq_unit").value == 3  # (AppTest does not write the URL back)

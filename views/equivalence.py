@@ -54,9 +54,17 @@ with left:
     chart(viz.block_matrix(result.weight_hh, result.block_edges, GATES[cell]), key="eq_matrix")
     st.caption("Black lines: layer blocks inside each gate chunk. Everything off the diagonal and sub-diagonal "
                "blocks is exactly zero.")
-with right:
-    unit = st.slider("Unit shown", 0, min(sizes) - 1, 0, key="eq_unit") if min(sizes) > 1 else 0
+
+
+@st.fragment
+def overlay(result, units: int) -> None:
+    """The stacked layers and the delayed blocks for one unit: moving "Unit shown" reruns only this."""
+    unit = bound(st.slider, "Unit shown", 0, units - 1, 0, key="eq_unit") if units > 1 else 0
     chart(viz.layer_overlay(result.stacked_layers, result.delayed_layers, unit), key="eq_overlay")
+
+
+with right:
+    overlay(result, min(sizes))
 
 chart(viz.layer_errors(result.layer_error), key="eq_errors")
 
