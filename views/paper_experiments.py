@@ -91,7 +91,9 @@ else:
         solved = [d for d, b in zip(delays, best, strict=True) if b == 0]
         if solved and lower:
             notes.append(f"it is 0 from d = {solved[0]} on, below the log axis")
-    st.caption("; ".join(notes) + ".")
+    st.caption("; ".join(notes) + ". These models are this experiment's grid at the "
+               f"{BUDGET} budget (settings below); the **Delayed outputs** page shows the pretrained models, trained "
+               "with other sizes and budgets, so the same family can score differently there.")
     st.dataframe(pd.DataFrame([{
         "cell": r["cell"]["id"], "family": r["cell"]["family"], "delay": r["cell"]["delay"],
         "hidden": r["cell"].get("hidden"), module.METRIC_LABEL: format_value(r["result"].get(module.METRIC)),
