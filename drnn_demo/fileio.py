@@ -1,8 +1,13 @@
-"""Reading JSON that came from a file someone else may have written: bounded, typed errors only.
+"""JSON files: written atomically, read back as untrusted (bounded, typed errors only).
 
-Every JSON file the app reads back (model cards, a run's ``run.json`` / ``state.json``) may be
-truncated, hand-edited or hostile. :func:`loads_json` and :func:`read_json` turn every way such a
-file can be wrong into one :class:`JSONFileError` (a ``ValueError``) whose message names the file:
+Writing: :func:`write_json_atomic` replaces a file so that readers see the old version or the
+new one, never a torn one; :func:`jsonable` turns numpy / torch scalars, paths and non-finite
+floats into plain JSON on the way.
+
+Reading: every JSON file the app reads back (model cards, a run's ``run.json`` / ``state.json``)
+may be truncated, hand-edited or hostile. :func:`loads_json` and :func:`read_json` turn every way
+such a file can be wrong into one :class:`JSONFileError` (a ``ValueError``) whose message names
+the file:
 
 - too large (more than ``max_bytes``; checked on the file's size before it is read),
 - not UTF-8, not JSON, truncated, holding NaN / Infinity or an integer of more than 4,300 digits,
@@ -15,8 +20,12 @@ Field-level checks (a string where a number belongs) are the caller's, with :fun
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +35,41 @@ MAX_JSON_BYTES = 16 * 2**20
 
 class JSONFileError(ValueError):
     """A JSON file that cannot be used; the message names the file and what is wrong."""
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` as plain JSON: non-finite floats become None, numpy/torch scalars plain numbers."""
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item"):  # numpy / torch scalars
+        with contextlib.suppress(Exception):
+            return jsonable(x.item())
+    return str(x)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a torn one.
+
+    The JSON goes to a temporary file in the same directory, which then replaces ``path``
+    (``os.replace`` is atomic on POSIX and Windows; it replaces a symbolic link, not its target).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(jsonable(data), f, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _no_constant(name: str):

@@ -348,7 +348,7 @@ def test_write_json_atomic_keeps_the_old_file_when_a_write_fails(tmp_path, monke
         f.write('{"status": "fin')
         raise OSError("disk full")
 
-    monkeypatch.setattr(jobs_module.json, "dump", torn_dump)
+    monkeypatch.setattr("drnn_demo.fileio.json.dump", torn_dump)
     with pytest.raises(OSError):
         write_json_atomic(path, {"status": "finished", "step": 2})
     assert json.loads(path.read_text()) == {"status": "running", "step": 1}

@@ -88,7 +88,7 @@ def test_a_failed_write_keeps_the_previous_results(tmp_path, monkeypatch):
         fp.write('[{"cell": ')  # a partial write, then the crash
         raise OSError("disk full")
 
-    monkeypatch.setattr("drnn_demo.jobs.json.dump", broken)
+    monkeypatch.setattr("drnn_demo.fileio.json.dump", broken)
     with pytest.raises(OSError):
         record("runtime", "tiny", cell, 0, {"ratio": 0.7, "status": "finished"}, tmp_path)
     assert (tmp_path / "runtime_tiny.json").read_bytes() == before
