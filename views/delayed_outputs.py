@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from drnn_demo import viz
+from drnn_demo.analysis import connectivity
 from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
@@ -49,6 +50,43 @@ def view_of(path: str):
     return evaluate(path, mtime), load(path, mtime)[1]
 
 
+# ---------------------------------------------------------------- connectivity ||dy_t/dx_s|| of the model in view
+
+
+@st.cache_data(max_entries=64, show_spinner="Computing ‖∂y_t/∂x_s‖…")
+def connectivity_of(path: str, mtime: float, x: np.ndarray) -> np.ndarray:
+    """The connectivity map (T, T) of a checkpoint on one input sequence ``x`` (T, D), cached by path, mtime and x."""
+    model, _ = load(path, mtime)
+    return connectivity(model, x).numpy()
+
+
+def fed_input(inputs: np.ndarray, kind: str, size: int) -> np.ndarray:
+    """The (T, D) float input a shown test sequence was fed as: one-hot tokens, or one value per step."""
+    if kind == "classification":
+        return np.eye(size, dtype=np.float32)[np.asarray(inputs, dtype=int)]
+    return np.asarray(inputs, dtype=np.float32)[:, None]
+
+
+@st.fragment
+def connectivity_section(shown: str, name: str, delay: int, x: np.ndarray, example: int, baselines: dict) -> None:
+    """The heatmap of the model in view on its current test sequence, or of a pretrained baseline on the same one."""
+    st.subheader("Connectivity: which inputs each output reads")
+    options = ["model shown", *baselines]
+    which = bound(st.segmented_control, "Map of", options, default="model shown", required=True, key="conn_model",
+                  help="the model shown above, or a pretrained baseline on the same test sequence")
+    if which == "model shown":
+        path, line, label = shown, delay, f"{name}, delay d = {delay}"
+    else:
+        path, line = baselines[which], (0 if which == "stacked" else None)
+        label = f"{Path(path).stem} ({which} baseline)"
+    matrix = connectivity_of(path, Path(path).stat().st_mtime, x)
+    chart(viz.connectivity_map(matrix, delay=line, title=f"Connectivity ‖∂y_t/∂x_s‖ of {label}, test sequence "
+                               f"{example} (log scale)"), key="do_connectivity")
+    st.caption("Each row is an output step t, each column an input step s; colour: how strongly output t depends on "
+               "input s (log scale). A delayed RNN with delay d reads nothing beyond s = t + d (right of the line is "
+               "exactly 0); a bidirectional network reads everything.")
+
+
 st.title("Delayed outputs")
 controls = st.columns([1.2, 1, 2, 1.2])
 task_name = bound(controls[0].segmented_control, "Task", ["reversal", "sine"], default="reversal", required=True,
@@ -89,6 +127,9 @@ else:
     position = pick[1].slider("Output position t", 0, T - 1, T // 2, key="position")
     chart(viz.sequence_panels(view.inputs[example], view.targets[example], view.predictions[example], shown_delay,
                               position, view.kind), key="do_sequence")
+    baseline_paths = {c["core"]: c["path"] for c in map(describe, cards) if c["core"] in ("bidirectional", "stacked")}
+    connectivity_section(shown, card.get("name") or Path(shown).stem, shown_delay,
+                         fed_input(view.inputs[example], view.kind, task.input_size), example, baseline_paths)
 
 # ---------------------------------------------------------------- metric vs delay, all models of this task
 ladder = [describe(c) for c in cards]
@@ -97,12 +138,12 @@ points = [{"delay": c["delay"], "value": c["test"][metric], "label": c["name"]}
 baselines = [{"name": f"{c['core']} LSTM ({c['layers']}×{c['hidden']})", "value": c["test"][metric]}
              for c in ladder if c["core"] in ("bidirectional", "stacked")]
 delays = list(range(MAX_DELAY[task_name] + 1))
-bound = (delays, [task.best_possible(d) for d in delays])
+ceiling = (delays, [task.best_possible(d) for d in delays])
 current = None
 if shown is not None:
     current = {"delay": shown_delay, "value": view.metrics[metric]}
 if points:
-    chart(viz.metric_vs_delay(points, metric, baselines, bound, current, lower_is_better=not task.higher_is_better),
+    chart(viz.metric_vs_delay(points, metric, baselines, ceiling, current, lower_is_better=not task.higher_is_better),
           key="do_vs_delay")
     st.caption("Pretrained delayed LSTMs (hidden 64) at each delay; dotted lines: the baselines; dashed: the best "
                "any model with that delay can do (reversal: argmax bound; sine: the irreducible MSE). "

@@ -6,10 +6,12 @@ orthogonality error of W_hh, from the pretrained checkpoints or from your own ba
 
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from drnn_demo import viz
-from drnn_demo.checkpoints import CheckpointError, read_card
+from drnn_demo.analysis import connectivity
+from drnn_demo.checkpoints import CheckpointError, load_checkpoint, read_card
 from drnn_demo.memory_analysis import (
     COPY_TASK,
     MEMORY_MODELS,
@@ -72,6 +74,48 @@ def reach_text(memory: dict, task) -> str:
 
 def record(cell: str, memory: dict, source: str) -> dict:
     return {**memory, "cell": cell, "label": f"{NAMES[cell]}", "source": source}
+
+
+# ---------------------------------------------------------------- connectivity ||dy_t/dx_s|| of a copy-memory model
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def load_model(path: str, mtime: float):
+    """A checkpoint's model, cached by path and modification time."""
+    return load_checkpoint(path)[0]
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing ‖∂y_t/∂x_s‖…")
+def connectivity_of(path: str, mtime: float, x: np.ndarray) -> np.ndarray:
+    """The connectivity map (T, T) of a checkpoint on one input sequence ``x`` (T, D), cached by path, mtime and x."""
+    return connectivity(load_model(path, mtime), x).numpy()
+
+
+def checkpoint_path(rec: dict, runs: dict, task) -> Path:
+    """The weights file behind a shown record: the user's run, else the pretrained checkpoint."""
+    info = runs.get(rec["cell"])
+    if rec["source"].startswith("your run") and info is not None:
+        return Path(info.checkpoint)
+    return PRETRAINED_DIR / f"{pretrained_name(rec['cell'], task)}.safetensors"
+
+
+@st.fragment
+def connectivity_section(paths: dict, x: np.ndarray, copy_length: int, sequence_seed: int) -> None:
+    """The heatmap of one shown cell on one copy-memory sequence, with the recall rows x symbol columns boxed."""
+    st.subheader("Connectivity: do the recall steps reach the stored symbols?")
+    options = list(paths)
+    cell = bound(st.segmented_control, "Map of", options, default="asrnn" if "asrnn" in options else options[0],
+                 required=True, key="mem_conn_cell", format_func=NAMES.get,
+                 help="one of the cells shown above, on one copy-memory sequence")
+    path = paths[cell]
+    matrix = connectivity_of(str(path), path.stat().st_mtime, x)
+    T = len(x)
+    box = {"rows": (T - copy_length, T), "cols": (0, copy_length), "label": "recall ← symbols"}
+    chart(viz.connectivity_map(matrix, delay=0, boxes=[box], title=f"Connectivity ‖∂y_t/∂x_s‖ of {NAMES[cell]}, "
+                               f"copy-memory sequence (seed {sequence_seed}, log scale)"), key="mem_connectivity")
+    st.caption("Each row is an output step t, each column an input step s; colour: how strongly output t depends on "
+               "input s (log scale). Every cell here is causal (right of the line is exactly 0); to copy, the recall "
+               "rows must reach the symbol columns (dotted box), which a forgetting cell shows as decades of decay.")
 
 
 st.title("Memory & stability")
@@ -170,6 +214,12 @@ elif records:
     chart(viz.gradient_norms_over_time(records, task_phases(task), which), key="mem_grads")
     st.caption("The table's last column: ‖∂L/∂s‖ at the first step over ‖∂L/∂s‖ at the "
                + ("marker" if is_copy else "last pixel (where the class is read out)") + ", after training.")
+
+    if is_copy:
+        connectivity_section({r["cell"]: checkpoint_path(r, runs, task) for r in records},
+                             task.sample(1, seed())[0][0].numpy(), K, seed())
+    else:
+        st.caption("Connectivity maps are drawn for copy memory: a digit is read out at the last step only.")
 
     asrnn = next((r for r in records if r["cell"] == "asrnn"), None)
     st.subheader("asRNN: saturation levels")
