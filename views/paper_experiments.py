@@ -1,5 +1,6 @@
 """Paper experiments: the delayed-RNN paper's experiments as measured here, and its claims beside them."""
 
+import os
 import re
 
 import pandas as pd
@@ -7,6 +8,7 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.experiments import BUDGETS, EXPERIMENTS, SEEDS, experiment
+from drnn_demo.jobs.launchers import GRID_KIND, RAY_ADDRESS_ENV
 from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
 from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress, seed
 
@@ -115,6 +117,18 @@ if pick[1].button("Rerun in the background", icon=":material/play_arrow:", type=
                                              page="views/paper_experiments.py", params={"paper_exp": module.TITLE,
                                                                                    "paper_budget": BUDGET})
     st.session_state.pop("paper_done", None)
+
+if os.environ.get(RAY_ADDRESS_ENV, "").strip():  # a cluster to run on: the whole grid as one background run
+    st.markdown(f"**Run the whole grid** of this experiment at the {BUDGET} budget on the Ray cluster "
+                f"(`{RAY_ADDRESS_ENV}`): every (cell, seed) pair not stored yet is a Ray task, as "
+                f"`python -m drnn_demo reproduce {name} --budget {BUDGET} --backend ray` would run them; results "
+                "already stored stay, and the table, the plot and the claims update when it ends.")
+    if st.button("Run the whole grid on the cluster", icon=":material/hub:"):
+        st.session_state.paper_run = jobs.submit(GRID_KIND, {"experiment": name, "budget": BUDGET},
+                                                 label=f"{name} ({BUDGET}) grid on the cluster",
+                                                 page="views/paper_experiments.py",
+                                                 params={"paper_exp": module.TITLE, "paper_budget": BUDGET})
+        st.session_state.pop("paper_done", None)
 
 
 @st.fragment(run_every=1.0)

@@ -22,6 +22,9 @@ The modules, in the order they build on each other
                  killing and reaping it
     ``store``    the runs directory as the manager reads it (checked files, cached) and
                  :class:`RunInfo`, the snapshot a page sees
+    ``launchers`` where a worker runs: :class:`LocalLauncher` (a process here, the default) or
+                 :class:`RayJobLauncher` (a Ray job on the cluster at ``$DRNN_RAY_ADDRESS``, through
+                 Ray's job submission API); the grid run kind :data:`GRID_KIND` of the Paper page
     ``manager``  :class:`JobManager`: submit, poll, runs, get, cancel, delete, checkpoint_zip, log
     ``worker``   the worker process (``python -m drnn_demo.jobs RUN_DIR``, see ``__main__``): runs
                  one kind and publishes its progress
@@ -30,15 +33,17 @@ Who writes ``state.json``: the manager before the launch (queued, then running) 
 worker is gone (failed, interrupted, cancelled); the worker in between. Whether a worker is gone
 is decided as :mod:`drnn_demo.jobs.process` describes (its ``Popen`` for the manager that
 launched it; psutil, the command line and the recorded start time for any other). A running run
-whose process is gone without a final state becomes ``failed`` when this manager saw it exit
-(exit code or signal in the message) or when its pid now belongs to some other process (a reused
-pid, pid 1, a missing start time: the message says which), and ``interrupted`` when the process
-is simply gone (e.g. after a server restart): never ``finished``. A run whose files are damaged
-is listed as ``corrupt`` with the reason (see :mod:`drnn_demo.jobs.layout`).
+whose process is gone without a final state (for a Ray job: whose job has ended, as Ray tells)
+becomes ``failed`` when this manager saw it exit (exit code or signal in the message) or when its
+pid now belongs to some other process (a reused pid, pid 1, a missing start time: the message says
+which), and ``interrupted`` when the process is simply gone (e.g. after a server restart): never
+``finished``. A run whose files are damaged is listed as ``corrupt`` with the reason (see
+:mod:`drnn_demo.jobs.layout`).
 """
 
 from ..fileio import write_json_atomic
 from .kinds import RUN_KINDS, ProgressCallback, RunKind, resolve_kind, run_train
+from .launchers import GRID_KIND, RAY_ADDRESS_ENV, Launcher, LocalLauncher, RayJobLauncher, launcher_from_env
 from .layout import (
     ACTIVE_STATUSES,
     CANCEL_FILE,
@@ -68,10 +73,11 @@ from .store import RunInfo
 from .worker import HEARTBEAT_EVERY, WRITE_EVERY
 
 __all__ = [
-    "ACTIVE_STATUSES", "CANCEL_FILE", "EXEC_GRACE", "FINAL_STATUSES", "HEARTBEAT_EVERY", "HEARTBEAT_FILE",
-    "HISTORY_POINTS", "KILL_AFTER", "KIND_STATUSES", "LOG_FILE", "PID_START_TOLERANCE", "PROC_FILE", "PROGRESS_FILE",
-    "RUN_FILE", "RUN_KINDS", "RUN_OWN_FILES", "STALE_AFTER", "STATE_FILE", "STATUSES", "WORKER_MODULE", "WRITE_EVERY",
-    "JobManager", "ProgressCallback", "RunInfo", "RunKind", "UnsafeRunFileError", "check_pid_record", "check_run",
-    "check_state", "default_runs_dir", "downsample", "identify_worker", "open_run_file", "process_start_time",
+    "ACTIVE_STATUSES", "CANCEL_FILE", "EXEC_GRACE", "FINAL_STATUSES", "GRID_KIND", "HEARTBEAT_EVERY",
+    "HEARTBEAT_FILE", "HISTORY_POINTS", "KILL_AFTER", "KIND_STATUSES", "LOG_FILE", "PID_START_TOLERANCE", "PROC_FILE",
+    "PROGRESS_FILE", "RAY_ADDRESS_ENV", "RUN_FILE", "RUN_KINDS", "RUN_OWN_FILES", "STALE_AFTER", "STATE_FILE",
+    "STATUSES", "WORKER_MODULE", "WRITE_EVERY", "JobManager", "Launcher", "LocalLauncher", "ProgressCallback",
+    "RayJobLauncher", "RunInfo", "RunKind", "UnsafeRunFileError", "check_pid_record", "check_run", "check_state",
+    "default_runs_dir", "downsample", "identify_worker", "launcher_from_env", "open_run_file", "process_start_time",
     "read_run_json", "resolve_kind", "run_train", "write_json_atomic",
 ]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..fileio import JSONFileError, write_json_atomic
 from .kinds import check_kind_name
+from .launchers import GRID_KIND, Launcher, RayJobLauncher, launcher_from_env, ray_liveness, recorded_launch
 from .layout import (
     ACTIVE_STATUSES,
     CANCEL_FILE,
@@ -40,17 +41,7 @@ from .layout import (
     default_runs_dir,
     open_run_file,
 )
-from .process import (
-    STALE_AFTER,
-    describe_exit,
-    kill_launched,
-    kill_recorded,
-    launch_worker,
-    read_pid_record,
-    reap,
-    recorded_liveness,
-    start_reaper,
-)
+from .process import STALE_AFTER, describe_exit, kill_recorded, read_pid_record, reap, recorded_liveness, worker_env
 from .store import RunInfo, RunStore
 
 KILL_AFTER = 2.0  # seconds between a cancel request and killing a worker that did not stop
@@ -63,6 +54,8 @@ class JobManager:
         root: the runs directory (created if needed); default :func:`default_runs_dir`.
         max_concurrent: how many runs may train at once (the rest wait in a queue); default
             ``$DRNN_MAX_RUNS`` or 1.
+        launcher: where workers run (:mod:`drnn_demo.jobs.launchers`); default a Ray job on the
+            cluster at ``$DRNN_RAY_ADDRESS`` when it is set, else a local process.
 
     One manager per server process (its methods are thread-safe); several managers, or several
     servers, on one directory coordinate through a lock file. Creating a manager polls once, so
@@ -70,7 +63,8 @@ class JobManager:
     raises because of a damaged run directory: such a run is listed as ``corrupt``.
     """
 
-    def __init__(self, root: str | Path | None = None, max_concurrent: int | None = None):
+    def __init__(self, root: str | Path | None = None, max_concurrent: int | None = None,
+                 launcher: Launcher | None = None):
         self.root = Path(root) if root is not None else default_runs_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         if max_concurrent is None:
@@ -78,7 +72,9 @@ class JobManager:
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
             raise ValueError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
         self.max_concurrent = max_concurrent
-        self._procs: dict[str, subprocess.Popen] = {}
+        self.launcher = launcher_from_env() if launcher is None else launcher
+        self._procs: dict[str, object] = {}  # run id -> the launcher's handle (a Popen for a local worker)
+        self._ray: dict[str, RayJobLauncher] = {}  # address -> launcher, for Ray runs this manager did not launch
         self._lock = threading.RLock()
         self._store = RunStore(self.root)
         self.poll()
@@ -150,7 +146,7 @@ class JobManager:
                             running += 1
                     elif status == "queued":
                         queued.append(run_id)
-                    elif run_id in self._procs and self._procs[run_id].poll() is not None:
+                    elif run_id in self._procs and not _running_popen(self._procs[run_id]):
                         del self._procs[run_id]  # reaped: the worker wrote its final state and exited
                 except (FileNotFoundError, JSONFileError):  # deleted or damaged meanwhile: listed as such
                     continue
@@ -219,7 +215,7 @@ class JobManager:
             time.sleep(0.05)
         with self._lock:
             proc = self._procs.pop(run_id, None)
-            if proc is not None:
+            if isinstance(proc, subprocess.Popen):
                 reap(proc)
             with contextlib.suppress(OSError):
                 os.unlink(run_dir / RUN_FILE)  # no longer listed, even while the rest goes
@@ -300,14 +296,14 @@ class JobManager:
         write_json_atomic(run_dir / STATE_FILE, {**state, "status": "running", "message": "starting",
                                                  "started": now, "step": 0})
         try:
-            proc = launch_worker(run_dir, run["threads"])
+            cpus = 0 if run["kind"] == GRID_KIND else run["threads"]  # a grid's driver leaves the CPUs to its tasks
+            handle = self.launcher.launch(run_dir, worker_env(run["threads"]), cpus=cpus)
         except OSError as e:
             write_json_atomic(run_dir / STATE_FILE, {**state, "status": "failed", "started": now, "ended": now,
                                                      "message": f"could not start the worker: {e}"})
             return False
-        self._procs[run_id] = proc
-        start = start_reaper(proc)
-        write_json_atomic(run_dir / PROC_FILE, {"pid": proc.pid, "pid_start": start})
+        self._procs[run_id] = handle
+        write_json_atomic(run_dir / PROC_FILE, self.launcher.record(handle))  # a local worker: {pid, pid_start}
         return True
 
     def _liveness(self, run_id: str) -> tuple[str, str]:
@@ -315,15 +311,25 @@ class JobManager:
         manager that has not recorded a pid yet, recently); ``"gone"`` (exited, or never recorded
         and long ago); ``"other"`` (the recorded pid is not this run's worker: reason says why)."""
         proc = self._procs.get(run_id)
-        if proc is not None:
+        if isinstance(proc, subprocess.Popen):
             return ("alive", "") if proc.poll() is None else ("gone", "")
         run_dir = self.root / run_id
+        if proc is not None:
+            return ray_liveness(run_dir, self.launcher, proc)
         if not os.path.lexists(run_dir / PROC_FILE) and not os.path.lexists(run_dir / HEARTBEAT_FILE):
             state = self._store.try_state(run_id, fresh=True) or {}
             if time.time() - (state.get("started") or 0.0) < STALE_AFTER:
                 return "starting", ""
             return "gone", "no worker was ever recorded"
+        record = recorded_launch(run_dir)
+        if record is not None:
+            return ray_liveness(run_dir, self._ray_launcher(record["address"]), record["handle"])
         return recorded_liveness(run_dir)
+
+    def _ray_launcher(self, address: str) -> RayJobLauncher:
+        if isinstance(self.launcher, RayJobLauncher) and self.launcher.address == address:
+            return self.launcher
+        return self._ray.setdefault(address, RayJobLauncher(address))
 
     def _worker_alive(self, run_id: str) -> bool:
         with self._lock:
@@ -348,7 +354,8 @@ class JobManager:
             if verdict == "alive":
                 return False
         proc = self._procs.pop(run_id, None)
-        self._mark_gone(run_id, None if proc is None else proc.poll(), reason if verdict == "other" else None)
+        code = proc.poll() if isinstance(proc, subprocess.Popen) else None
+        self._mark_gone(run_id, code, reason if verdict == "other" else None)
         return True
 
     def _mark_gone(self, run_id: str, returncode: int | None, not_ours: str | None = None) -> None:
@@ -372,11 +379,14 @@ class JobManager:
         write_json_atomic(run_dir / STATE_FILE, {**state, "status": status, "message": message, "ended": ended})
 
     def _kill(self, run_id: str) -> None:
-        """SIGKILL the run's worker, if it is still the same process (verified as for liveness)."""
+        """SIGKILL the run's worker, if it is still the same process (verified as for liveness);
+        a Ray job is stopped through Ray."""
         with self._lock:
             proc = self._procs.get(run_id)
             if proc is not None:
-                kill_launched(proc)
+                self.launcher.stop(proc)
+            elif (record := recorded_launch(self.root / run_id)) is not None:
+                self._ray_launcher(record["address"]).stop(record["handle"])
             else:
                 kill_recorded(self.root / run_id)
 
@@ -386,3 +396,8 @@ class JobManager:
             if (self.root / run_id).exists() and self._worker_alive(run_id):
                 self._kill(run_id)
             self.poll()
+
+
+def _running_popen(handle: object) -> bool:
+    """Is ``handle`` a local worker's ``Popen`` that has not exited yet (and so is not reaped)?"""
+    return isinstance(handle, subprocess.Popen) and handle.poll() is None

@@ -3,7 +3,9 @@
 A worker is ``python -m drnn_demo.jobs RUN_DIR`` (:data:`WORKER_MODULE`; the entry point is
 ``drnn_demo/jobs/__main__.py``, the code :mod:`drnn_demo.jobs.worker`), started by
 :func:`launch_worker` with the run's ``threads`` as its OpenMP / MKL thread cap and its stdout
-and stderr appended to the run's ``log.txt``.
+and stderr appended to the run's ``log.txt``. This is the default launcher's way
+(:class:`drnn_demo.jobs.launchers.LocalLauncher`); a Ray job is the other
+(:class:`~drnn_demo.jobs.launchers.RayJobLauncher`), whose liveness Ray tells.
 
 Liveness
     A run counts as alive while its process exists *and* is this run's worker: the manager that
@@ -51,17 +53,25 @@ EXEC_GRACE = 0.1  # seconds to wait for the command line of a process that is st
 # ----------------------------------------------------------------------------- launching and reaping
 
 
-def launch_worker(run_dir: Path, threads: int) -> subprocess.Popen:
-    """Start the worker of the run in ``run_dir`` (``OSError`` when it cannot be started).
-
-    Its environment caps OpenMP / MKL at ``threads``; its stdout and stderr go to ``log.txt``
-    (opened without following a symbolic link), its stdin is empty.
-    """
+def worker_env(threads: int) -> dict[str, str]:
+    """What a worker's environment adds: unbuffered output, OpenMP / MKL capped at ``threads``."""
     threads = str(threads)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    return {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+
+def popen_worker(run_dir: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start the worker of the run in ``run_dir`` with ``env`` on top of this environment
+    (``OSError`` when it cannot be started); its stdout and stderr go to ``log.txt`` (opened
+    without following a symbolic link), its stdin is empty."""
     with open_append(run_dir / LOG_FILE) as log:
-        return subprocess.Popen([sys.executable, "-m", WORKER_MODULE, os.path.abspath(run_dir)], env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", WORKER_MODULE, os.path.abspath(run_dir)],
+                                env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def launch_worker(run_dir: Path, threads: int) -> subprocess.Popen:
+    """Start the worker of the run in ``run_dir``, OpenMP / MKL capped at ``threads`` (see :func:`popen_worker`)."""
+    return popen_worker(run_dir, worker_env(threads))
 
 
 def start_reaper(proc: subprocess.Popen) -> float | None:
