@@ -58,3 +58,11 @@ def test_a_tiny_run_started_on_the_page_finishes_and_is_listed():
     assert not at.exception
     assert any("reversal lstm d=9 h=64" in m.value for m in at.markdown)
     assert len(figures(at)) >= 1  # its curves
+
+
+def test_the_test_sequence_and_output_position_round_trip_through_the_url():
+    at = open_page(DELAYED, query={"example": "3", "position": "5"})
+    assert not at.exception
+    assert at.slider(key="example").value == 3 and at.slider(key="position").value == 5
+    at.slider(key="example").set_value(4).run()  # a view-only slider: the page still draws, with no exception
+    assert not at.exception and at.slider(key="example").value == 4

@@ -87,6 +87,21 @@ def connectivity_section(shown: str, name: str, delay: int, x: np.ndarray, examp
                "exactly 0); a bidirectional network reads everything.")
 
 
+@st.fragment
+def sequence_view(shown: str, name: str, shown_delay: int, input_size: int, baselines: dict) -> None:
+    """One test sequence of the model in view and its connectivity: the view-only sliders (both in the
+    URL) rerun only this part of the page."""
+    view, _ = view_of(shown)
+    pick = st.columns(2)
+    example = bound(pick[0].slider, "Test sequence", 0, len(view.targets) - 1, 0, key="example")
+    T = view.targets.shape[1]
+    position = bound(pick[1].slider, "Output position t", 0, T - 1, T // 2, key="position")
+    chart(viz.sequence_panels(view.inputs[example], view.targets[example], view.predictions[example], shown_delay,
+                              position, view.kind), key="do_sequence")
+    connectivity_section(shown, name, shown_delay, fed_input(view.inputs[example], view.kind, input_size), example,
+                         baselines)
+
+
 st.title("Delayed outputs")
 controls = st.columns([1.2, 1, 2, 1.2])
 task_name = bound(controls[0].segmented_control, "Task", ["reversal", "sine"], default="reversal", required=True,
@@ -121,15 +136,8 @@ else:
     st.info(f"Showing **{card.get('name') or Path(shown).stem}**: {note}. Test {metric}: "
             f"**{view.metrics[metric]:.4g}**" + (f" (best possible at d={shown_delay}: "
             f"{task.best_possible(shown_delay):.4g})" if task.best_possible(shown_delay) is not None else ""))
-    pick = st.columns(2)
-    example = pick[0].slider("Test sequence", 0, len(view.targets) - 1, 0, key="example")
-    T = view.targets.shape[1]
-    position = pick[1].slider("Output position t", 0, T - 1, T // 2, key="position")
-    chart(viz.sequence_panels(view.inputs[example], view.targets[example], view.predictions[example], shown_delay,
-                              position, view.kind), key="do_sequence")
     baseline_paths = {c["core"]: c["path"] for c in map(describe, cards) if c["core"] in ("bidirectional", "stacked")}
-    connectivity_section(shown, card.get("name") or Path(shown).stem, shown_delay,
-                         fed_input(view.inputs[example], view.kind, task.input_size), example, baseline_paths)
+    sequence_view(shown, card.get("name") or Path(shown).stem, shown_delay, task.input_size, baseline_paths)
 
 # ---------------------------------------------------------------- metric vs delay, all models of this task
 ladder = [describe(c) for c in cards]
