@@ -185,11 +185,14 @@ def sequence_panels(inputs: np.ndarray, target: np.ndarray, prediction: np.ndarr
     seen = min(position + delay, T - 1)
     fig.add_vrect(x0=-0.5, x1=seen + 0.5, fillcolor="#ffd54f", opacity=0.25, line_width=0, row=1, col=1)
     fig.add_vline(x=position, line=dict(color=PALETTE[1], dash="dash"), row=2, col=1)
-    fig.add_annotation(x=seen, y=1.0, yref="y domain", text=f"output t={position} has read x[0..{position + delay}]",
-                       showarrow=False, xanchor="right", yanchor="bottom", row=1, col=1)
+    # the note sits inside the shaded band and the legend below the plot, so neither runs into the title or
+    # the subplot titles on a narrow screen
+    fig.add_annotation(x=0.01, xref="x domain", y=0.98, yref="y domain", row=1, col=1, showarrow=False,
+                       text=f"output t={position} has read x[0..{position + delay}]", xanchor="left", yanchor="top",
+                       bgcolor="rgba(255,255,255,0.75)")
     fig.update_xaxes(title="time step", row=2, col=1)
-    return _finish(fig, f"One test sequence, delay d = {delay}", height=460,
-                   legend=dict(orientation="h", y=1.08, yanchor="bottom", x=1, xanchor="right"))
+    return _finish(fig, f"One test sequence, delay d = {delay}", height=500, margin=dict(l=50, r=20, t=60, b=100),
+                   legend=dict(orientation="h", y=-0.16, yanchor="top", x=0, xanchor="left"))
 
 
 def metric_vs_delay(points: Sequence[dict], metric: str, baselines: Sequence[dict] = (),
