@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 MAX_DEPTH = 64  # nesting of [ and { that any file of ours needs is < 10
 MAX_JSON_BYTES = 16 * 2**20
@@ -113,17 +113,23 @@ def read_json(path: str | os.PathLike, expect: type | None = dict, max_bytes: in
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise JSONFileError(f"{path.name}: {size:,} bytes, more than the {max_bytes:,} a JSON file may have")
-            data = f.read(max_bytes + 1)
+            return read_json_from(f, path.name, expect, max_bytes)
     except FileNotFoundError:
         raise
     except OSError as err:
         raise JSONFileError(f"{path.name}: cannot read it ({err.strerror or err})") from None
+
+
+def read_json_from(f: BinaryIO, name: str, expect: type | None = dict, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON in the open binary file ``f`` (``name`` in errors): its size is checked against
+    ``max_bytes`` before it is read, and no more than that is read whatever the size said."""
+    size = os.fstat(f.fileno()).st_size
+    if size > max_bytes:
+        raise JSONFileError(f"{name}: {size:,} bytes, more than the {max_bytes:,} a JSON file may have")
+    data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise JSONFileError(f"{path.name}: more than the {max_bytes:,} bytes a JSON file may have")
-    return loads_json(data, path.name, expect)
+        raise JSONFileError(f"{name}: more than the {max_bytes:,} bytes a JSON file may have")
+    return loads_json(data, name, expect)
 
 
 _MISSING = object()

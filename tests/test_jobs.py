@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from job_helpers import wait_until
 
 from drnn_demo import jobs as jobs_module
 from drnn_demo.jobs import HISTORY_POINTS, JobManager, downsample, write_json_atomic
@@ -46,17 +47,6 @@ def _stop_all(jm: JobManager) -> None:
     wait_until(jm, lambda: not jm.active(), timeout=10)
 
 
-def wait_until(jm: JobManager, pred, timeout: float = 15.0, every: float = 0.02):
-    """Poll the manager (as the page does) until ``pred()`` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        jm.poll()
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
 
 
 def pid_alive(pid: int) -> bool:

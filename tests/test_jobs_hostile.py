@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from job_helpers import wait_until
 
 from drnn_demo.jobs import RUN_KINDS, STATUSES, JobManager, UnsafeRunFileError, identify_worker
 
@@ -64,17 +65,6 @@ def write_checkpoint(run_dir: Path) -> None:
     (run_dir / "model.json").write_text(json.dumps({"step": 3}))
 
 
-def wait_until(jm: JobManager, pred, timeout: float = 15.0, every: float = 0.02):
-    """Poll the manager (as the page does) until ``pred()`` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        jm.poll()
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
 
 
 # ----------------------------------------------------------------------------- a hostile runs directory

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import job_helpers
 import psutil
 import pytest
 
@@ -41,16 +42,8 @@ def _worker_path(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the test's Ray has no token (and none is turned on for good)
 
 
-def wait_until(jm: JobManager, pred, timeout: float = 60.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        jm.poll()
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
+def wait_until(jm, pred, timeout: float = 60.0, every: float = 0.1):
+    return job_helpers.wait_until(jm, pred, timeout, every)
 
 
 # ----------------------------------------------------------------------------- fast: the choice of launcher
@@ -290,17 +283,16 @@ CLUSTER_BUTTON = "Run the whole grid on the cluster"
 
 
 def _fresh_page(monkeypatch, tmp_path):
+    import streamlit as st
     from apptest_helpers import open_page
-
-    from views.ui import job_manager
 
     monkeypatch.setenv("DRNN_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DRNN_RESULTS_DIR", str(tmp_path / "results"))  # the job gets it too: shipped results stay
-    job_manager.clear()  # the page's manager is made again, with this environment's launcher
+    st.cache_resource.clear()  # the page's job manager is made again, with this environment's launcher
     try:
         return open_page(PAGE, query={"paper_exp": "Runtime (inference)"})
     finally:
-        job_manager.clear()
+        st.cache_resource.clear()
 
 
 def test_without_a_cluster_the_page_offers_no_cluster_run(monkeypatch, tmp_path):
@@ -311,9 +303,8 @@ def test_without_a_cluster_the_page_offers_no_cluster_run(monkeypatch, tmp_path)
 
 @pytest.mark.slow
 def test_the_page_runs_the_whole_grid_on_the_cluster_and_follows_it(ray_dashboard, monkeypatch, tmp_path):
+    import streamlit as st
     from apptest_helpers import rerun_until
-
-    from views.ui import job_manager
 
     monkeypatch.setenv(launchers.RAY_ADDRESS_ENV, ray_dashboard)
     at = _fresh_page(monkeypatch, tmp_path)
@@ -325,7 +316,7 @@ def test_the_page_runs_the_whole_grid_on_the_cluster_and_follows_it(ray_dashboar
     try:
         rerun_until(at, "paper_done", timeout=400)
     finally:
-        job_manager.clear()
+        st.cache_resource.clear()
     seconds = time.monotonic() - start
     jm = JobManager(tmp_path / "runs", launcher=LocalLauncher())
     info = jm.get(run_id)

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
-from ..fileio import JSONFileError, loads_json
+from ..fileio import JSONFileError, read_json_from
 from ..fileio import field as json_field
 
 STATUSES = ("queued", "running", "finished", "early_stopped", "diverged", "cancelled", "failed", "interrupted",
@@ -174,24 +174,13 @@ def read_run_json(run_dir: Path, name: str, max_bytes: int = MAX_RUN_JSON_BYTES)
     """
     try:
         with open_run_file(run_dir, name) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise JSONFileError(f"{name}: {size:,} bytes, more than the {max_bytes:,} it may have")
-            data = f.read(max_bytes + 1)
+            return read_json_from(f, name, dict, max_bytes)
     except FileNotFoundError:
         raise
     except UnsafeRunFileError as err:
         raise JSONFileError(str(err) if str(err).startswith(name) else f"{name}: {err}") from None
     except OSError as err:
         raise JSONFileError(f"{name}: cannot read it ({err.strerror or err})") from None
-    if len(data) > max_bytes:
-        raise JSONFileError(f"{name}: more than the {max_bytes:,} bytes it may have")
-    try:
-        return loads_json(data, name, expect=dict)
-    except JSONFileError:
-        raise
-    except ValueError as err:  # e.g. an integer literal beyond Python's digit limit
-        raise JSONFileError(f"{name}: not valid JSON ({err})") from None
 
 
 # ----------------------------------------------------------------------------- checking fields
