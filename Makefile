@@ -4,7 +4,7 @@ PY      := .venv/bin/python
 STAMPS  := .venv/.stamps
 PORT    ?= 8501
 
-.PHONY: run test lint pretrain bench clean
+.PHONY: run test test-fast lint pretrain bench bench-ui clean
 
 $(PY):
 	python3 -m venv .venv
@@ -27,6 +27,11 @@ test: $(STAMPS)/dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The developer's loop: everything but the slow and the browser tests.
+test-fast: $(STAMPS)/dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
+
 lint: $(STAMPS)/dev
 	$(PY) -m ruff check .
 
@@ -35,6 +40,11 @@ pretrain: $(STAMPS)/app
 
 bench: $(STAMPS)/app
 	$(PY) -m drnn_demo.bench
+
+# Slider and page-load latency of the app as ratios to a bare Streamlit page, in Chromium (Playwright is a dev
+# requirement). Options: make bench-ui BENCH_UI_ARGS="--repeats 7 --while-training --json bench-ui.json"
+bench-ui: $(STAMPS)/dev
+	$(PY) -m drnn_demo.bench ui $(BENCH_UI_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -213,7 +214,13 @@ def format_table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drnn_demo.bench", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["ui"]:  # the UI benchmark: python -m drnn_demo.bench ui --help
+        from .bench_ui import main as ui_main
+
+        return ui_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m drnn_demo.bench", description=__doc__.splitlines()[0],
+                                     epilog="python -m drnn_demo.bench ui [--help]: the UI latency benchmark")
     parser.add_argument("--only", nargs="*", help="run only comparisons whose name contains one of these")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per case (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")

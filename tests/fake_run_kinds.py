@@ -88,3 +88,8 @@ def fast(config, on_progress, should_stop, run_dir):
         if step % 100 == 0:
             time.sleep(0.001)
     return {"status": "finished"}
+
+
+def nice_level(config, on_progress, should_stop, run_dir):
+    """The worker's OS niceness, as its message."""
+    return {"status": "finished", "message": str(os.nice(0))}

@@ -445,3 +445,11 @@ def test_real_train_run_on_tiny_reversal(tmp_path):
     assert evaluate(model, task, x, y)["accuracy"] == pytest.approx(info.metrics["test_accuracy"])
     with zipfile.ZipFile(io.BytesIO(jm.checkpoint_zip(run_id))) as zf:
         assert sorted(zf.namelist()) == ["model.json", "model.safetensors"]
+
+
+def test_a_worker_runs_below_the_servers_priority(tmp_path):
+    jm = JobManager(tmp_path / "runs")
+    run_id = jm.submit("fake_run_kinds:nice_level", {})
+    wait_until(jm, lambda: not jm.get(run_id).active, timeout=30)
+    info = jm.get(run_id)
+    assert info.status == "finished" and int(info.message) == min(os.nice(0) + 10, 19)

@@ -162,6 +162,20 @@ class Publisher:
             self._progress_log.close()
 
 
+WORKER_NICENESS = 10  # how far below the server a worker runs ($DRNN_RUN_NICE overrides it)
+
+
+def lower_priority() -> None:
+    """Run this worker at a lower OS priority than the server, so a training run cannot slow the UI."""
+    try:
+        increment = int(os.environ.get("DRNN_RUN_NICE", WORKER_NICENESS))
+    except ValueError:
+        increment = WORKER_NICENESS
+    if increment > 0 and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):
+            os.nice(increment)
+
+
 def run_worker(run_dir: Path) -> int:
     """Run one run in this process (``python -m drnn_demo.jobs RUN_DIR``); returns the exit code."""
     try:
@@ -171,6 +185,7 @@ def run_worker(run_dir: Path) -> int:
         return 2
     threads = str(run["threads"])
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+    lower_priority()
 
     def on_sigterm(signum, frame):
         raise _Terminated()
