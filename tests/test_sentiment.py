@@ -129,3 +129,15 @@ def test_pretrained_checkpoint_is_small_and_its_card_tells_the_truth():
     e = S.explain(model, "Great phone, works perfectly.", vocab)
     assert e.probabilities[1] > 0.5 and e.error < 1e-5
     assert re.search("CC BY 4.0", card["data"])
+
+
+def test_the_trainer_validates_and_tests_on_held_out_sentences_only():
+    task = S.Sentiment()
+    train = {tuple(ids.tolist()) for ids, _ in task.encoded("train")}
+    for split in ("val", "test"):
+        x, y = task.eval_set(split, 1000, seed=3)
+        assert len(y) == len(task.encoded(split))  # the whole split
+        rows = {tuple(r[r != 0].tolist()) for r in x}  # left padding removed (id 0 is <pad>)
+        assert rows == {tuple(ids.tolist()) for ids, _ in task.encoded(split)}  # exactly the held-out sentences
+        assert rows - train  # (and not the training ones)
+        assert torch.equal(task.eval_set(split, 10, seed=4)[1], y)  # fixed: size and seed do not change it

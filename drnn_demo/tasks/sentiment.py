@@ -140,6 +140,12 @@ class Sentiment(Task):
         picks = torch.randint(len(data), (n,), generator=g).tolist()
         return self.pad([data[i][0] for i in picks]), torch.tensor([data[i][1] for i in picks])
 
+    def eval_set(self, split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole held-out ``split`` ("val" or "test"), never training sentences: the split is fixed,
+        so ``n`` and ``seed`` do not change it (the :class:`~drnn_demo.training.Trainer` passes them)."""
+        check_choice("split", split, ("val", "test"))
+        return self.eval_sets()[split]
+
     def eval_sets(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """The fixed ``{"val": (x, y), "test": (x, y)}`` sets, whole splits, left-padded."""
         out = {}
