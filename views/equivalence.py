@@ -20,6 +20,23 @@ def report(cell, sizes, length, seed, eps):
     return demo_report(cell, sizes, length, seed, eps)
 
 
+@st.cache_resource(max_entries=16, show_spinner=False)
+def figures(cell, sizes, length, seed, eps) -> dict:
+    """The page's figures for one report, built once: a rerun with the same inputs reuses them (read only)."""
+    result = report(cell, sizes, length, seed, eps)
+    return {"matrix": viz.block_matrix(result.weight_hh, result.block_edges, GATES[cell]),
+            "errors": viz.layer_errors(result.layer_error),
+            "eps": viz.eps_curve(result.eps_grid, result.eps_errors, eps),
+            "influence": viz.influence_map(result.influence)}
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def overlay_figure(cell, sizes, length, seed, eps, unit: int):
+    """The stacked layers over the delayed blocks for one unit, built once per report and unit (read only)."""
+    result = report(cell, sizes, length, seed, eps)
+    return viz.layer_overlay(result.stacked_layers, result.delayed_layers, unit)
+
+
 st.title("Stacked ≡ Delayed")
 st.markdown(
     "Any k-layer stacked RNN is one **delayed** layer of size Σh_l with delay k−1: the recurrent matrix W holds "
@@ -39,7 +56,9 @@ sizes = tuple(
     bound(size_columns[l].number_input, f"h{l + 1}", 1, 64, 8, key=f"eq_h{l + 1}") for l in range(k)
 )
 
-result = report(cell, sizes, length, seed(), eps)
+inputs = (cell, sizes, length, seed(), eps)
+result = report(*inputs)
+shown = figures(*inputs)
 
 summary = st.columns(4)
 summary[0].metric("max |stacked − delayed|", f"{result.max_error:.2e}")
@@ -51,28 +70,28 @@ if not result.exact and k > 1:
 
 left, right = st.columns([1.1, 1])
 with left:
-    chart(viz.block_matrix(result.weight_hh, result.block_edges, GATES[cell]), key="eq_matrix")
+    chart(shown["matrix"], key="eq_matrix")
     st.caption("Black lines: layer blocks inside each gate chunk. Everything off the diagonal and sub-diagonal "
                "blocks is exactly zero.")
 
 
 @st.fragment
-def overlay(result, units: int) -> None:
+def overlay(inputs: tuple, units: int) -> None:
     """The stacked layers and the delayed blocks for one unit: moving "Unit shown" reruns only this."""
     unit = bound(st.slider, "Unit shown", 0, units - 1, 0, key="eq_unit") if units > 1 else 0
-    chart(viz.layer_overlay(result.stacked_layers, result.delayed_layers, unit), key="eq_overlay")
+    chart(overlay_figure(*inputs, unit), key="eq_overlay")
 
 
 with right:
-    overlay(result, min(sizes))
+    overlay(inputs, min(sizes))
 
-chart(viz.layer_errors(result.layer_error), key="eq_errors")
+chart(shown["errors"], key="eq_errors")
 
 left, right = st.columns(2)
 with left:
-    chart(viz.eps_curve(result.eps_grid, result.eps_errors, eps), key="eq_eps_curve")
+    chart(shown["eps"], key="eq_eps_curve")
 with right:
-    chart(viz.influence_map(result.influence), key="eq_influence")
+    chart(shown["influence"], key="eq_influence")
     st.caption("Gradient of block l's state (standing for layer l at step t) with respect to x[t+o]. In the exact "
                "construction only o = 0 (the present) and the past reach a block; with eps > 0 block l reads up "
                "to l−1 steps ahead: the partial acausality of the paper.")

@@ -115,10 +115,19 @@ def analyse_sentence(model, text: str, vocab: list[str]) -> dict:
             "margin": e.margin}
 
 
-def analyse(model, card: dict, item: dict) -> dict:
+@st.cache_resource(max_entries=32, show_spinner=False)
+def analysed(path: str, mtime: float, mode: str, item_key: tuple) -> dict:
+    """The analysis of a checkpoint on one input, cached by path, modification time and the input (a text, or
+    token ids and names). Shared between reruns and sessions: read only."""
+    model, card = load(path, mtime)
     if mode == "sentiment":
-        return analyse_sentence(model, item["text"], card["vocab"])
-    return analyse_ids(model, item["ids"], item["names"])
+        return analyse_sentence(model, item_key[0], card["vocab"])
+    return analyse_ids(model, torch.tensor(item_key[0], dtype=torch.long), list(item_key[1]))
+
+
+def analyse(path: Path, item: dict) -> dict:
+    key = (item["text"],) if mode == "sentiment" else (tuple(item["ids"].tolist()), tuple(item["names"]))
+    return analysed(str(path), path.stat().st_mtime, mode, key)
 
 
 def comparison_record(label: str, result: dict, labels: list[str]) -> dict:
@@ -210,6 +219,33 @@ def keyword_input(task: LastKeyword) -> dict | None:
     return {"ids": ids, "names": names, "label": label, "decisive": decisive, "last": last, "source": source}
 
 
+@st.fragment
+def weight_views(tw, hidden: int, marks: list[int], top_tokens: list[int]) -> None:
+    """The weights, their decay and the gates: Unit and Log scale only change the view, so they rerun only this."""
+    controls = st.columns([1.2, 1, 2], vertical_alignment="bottom")
+    unit_choice = bound(controls[0].selectbox, "Unit", list(range(-1, hidden)), key="lrn_unit",
+                        format_func=lambda u: "mean over units" if u < 0 else f"unit {u}",
+                        help="the weights of one hidden unit, or their mean over all units")
+    unit = None if unit_choice < 0 else int(unit_choice)
+    log_scale = bound(controls[1].toggle, "Log scale", value=True, key="lrn_log",
+                      help="colour the weights and gates by log10: old tokens fade by decades")
+    weights = (tw.mean if unit is None else tw.weights(unit=unit)).numpy()
+    chart(viz.lrn_weight_heatmap(weights, tw.tokens, unit=unit, log=log_scale, marks=marks),
+          key="lrn_heatmap")
+    st.caption("Row t is the state after token t; column k is an input token. A bright column that stays "
+               "bright down the rows is a token the network keeps; a short bright diagonal fades at once.")
+
+    chart(viz.lrn_decay_curves(weights, tw.tokens, highlight=top_tokens, log=log_scale, unit=unit),
+          key="lrn_decay")
+    st.caption(f"Each line follows one token's weight through the later states. In colour: the {TOP_TOKENS} "
+               "tokens with the largest share of the decision; in grey, all the others.")
+
+    chart(viz.lrn_gate_heatmaps(tw.input_gate.numpy(), tw.log_forget_chain(-1).exp().numpy(), tw.tokens,
+                                unit=unit, log=log_scale), key="lrn_gates")
+    st.caption("The final-state weight of token k in a unit is the product of the two: what entered (input gate) "
+               "times what survived the later forget gates (forget chain).")
+
+
 # ---------------------------------------------------------------- page
 
 st.title("LRN gates")
@@ -237,10 +273,8 @@ if not choices:
     st.error("No LRN checkpoints found: run `python -m drnn_demo pretrain --group lrn`, or train one below.")
     choice = None
 else:
-    top = st.columns([2, 1.2, 1])
-    choice = bound(top[0].selectbox, "Model", list(choices), format_func=choices.get, key=model_key)
-    log_scale = bound(top[2].toggle, "Log scale", value=True, key="lrn_log",
-                      help="colour the weights and gates by log10: old tokens fade by decades")
+    choice = bound(st.columns([2, 2.2])[0].selectbox, "Model", list(choices), format_func=choices.get,
+                   key=model_key)
 
 path, described = resolve(choice) if choice else (None, "")
 model = card = None
@@ -255,10 +289,6 @@ elif path is not None:
 if model is not None:
     core_args = card["model"]["core_args"]
     hidden, activation = int(core_args["hidden_size"]), core_args.get("activation", "tanh")
-    unit_choice = bound(top[1].selectbox, "Unit", list(range(-1, hidden)), key="lrn_unit",
-                        format_func=lambda u: "mean over units" if u < 0 else f"unit {u}",
-                        help="the weights of one hidden unit, or their mean over all units")
-    unit = None if unit_choice < 0 else int(unit_choice)
     metrics = card.get("metrics", {})
     if mode == "sentiment":
         labels = list(card.get("labels", ["negative", "positive"]))
@@ -287,7 +317,7 @@ if model is not None:
         item = None
 
     if item is not None:
-        result = analyse(model, card, item)
+        result = analyse(path, item)
         tw, probabilities, shares = result["tw"], result["probabilities"], result["shares"]
         best = int(probabilities.argmax())
         marks = item.get("decisive", [])
@@ -318,21 +348,7 @@ if model is not None:
                                                     "only an approximation (see the comparison below).")
                    + (" Red token labels: the deciding keywords." if marks else ""))
 
-        weights = (tw.mean if unit is None else tw.weights(unit=unit)).numpy()
-        chart(viz.lrn_weight_heatmap(weights, tw.tokens, unit=unit, log=log_scale, marks=marks),
-              key="lrn_heatmap")
-        st.caption("Row t is the state after token t; column k is an input token. A bright column that stays "
-                   "bright down the rows is a token the network keeps; a short bright diagonal fades at once.")
-
-        chart(viz.lrn_decay_curves(weights, tw.tokens, highlight=top_tokens, log=log_scale, unit=unit),
-              key="lrn_decay")
-        st.caption(f"Each line follows one token's weight through the later states. In colour: the {TOP_TOKENS} "
-                   "tokens with the largest share of the decision; in grey, all the others.")
-
-        chart(viz.lrn_gate_heatmaps(tw.input_gate.numpy(), tw.log_forget_chain(-1).exp().numpy(), tw.tokens,
-                                    unit=unit, log=log_scale), key="lrn_gates")
-        st.caption("The final-state weight of token k in a unit is the product of the two: what entered (input gate) "
-                   "times what survived the later forget gates (forget chain).")
+        weight_views(tw, hidden, marks, top_tokens)
 
         # ---------------------------------------------------------------- tanh vs identity
         st.subheader("tanh vs identity")
@@ -342,43 +358,13 @@ if model is not None:
             st.info(f"No pretrained {' and '.join(missing)} model for this data: run "
                     "`python -m drnn_demo pretrain --group lrn`.")
         else:
-            records = [comparison_record(f"pretrained, g = {a}", analyse(load_path(p)[0], card, item), labels)
-                       for a, p in pair]
+            records = [comparison_record(f"pretrained, g = {a}", analyse(p, item), labels) for a, p in pair]
             chart(viz.lrn_activation_comparison(records, marks=marks), key="lrn_compare")
             st.caption("Both pretrained models on the same input. The error is `max_u |h_t − Σ_k w[t, k] r_k|` "
                        "with the gates the network actually computed: float64 round-off for the identity, the size of "
                        "the tanh's bend for tanh (dotted: the scale of the states, for reference).")
 
 # ---------------------------------------------------------------- train in the background
-st.subheader("Train an LRN")
-what = "the sentiment reviews" if mode == "sentiment" else "the last-keyword task"
-st.caption(f"A unidirectional LRN on {what}, in the background (device: {device()}, seed {seed()}). Progress shows "
-           "here and on the Training runs page; when it ends, the page shows your model.")
-train_cols = st.columns([1.6, 1, 1, 1.4])
-train_hidden = bound(train_cols[0].select_slider, "Hidden size H", HIDDEN_SIZES, value=32, key="lrn_hidden")
-train_g = bound(train_cols[1].segmented_control, "Activation g", ["identity", "tanh"], default="identity",
-                required=True, key="lrn_train_g")
-if mode == "sentiment":
-    budget = train_cols[2].number_input("Epochs", 1, 100, 20, key="lrn_epochs",
-                                        help="at most; stops early after 6 epochs without a better validation score")
-else:
-    budget = train_cols[2].number_input("Steps", 50, 5000, 1000, step=50, key="lrn_steps")
-train_cols[3].write("")
-if train_cols[3].button(f"Train H = {train_hidden}, g = {train_g}", type="primary", icon=":material/play_arrow:",
-                        key="lrn_train", disabled=bool(st.session_state.get("lrn_run")),
-                        help="one run at a time from this page; more on the Training runs page"):
-    if mode == "sentiment":
-        config = {"hidden_size": int(train_hidden), "activation": train_g, "epochs": int(budget), "seed": seed()}
-        kind, label = "lrn_sentiment", f"sentiment LRN H={train_hidden} g={train_g}"
-    else:
-        config = keyword_config(steps=int(budget), seed=seed(), activation=train_g)
-        config["model"]["core_args"]["hidden_size"] = int(train_hidden)
-        config["device"] = device()
-        config["eval_every"] = max(10, int(budget) // 10)
-        kind, label = "train", f"keyword LRN H={train_hidden} g={train_g}"
-    st.session_state.lrn_run = jobs.submit(kind, config, label=label, page="views/lrn_gates.py",
-                                           params={"lrn_mode": mode_label})
-    st.session_state.pop("lrn_done", None)
 
 
 @st.fragment(run_every=1.0)
@@ -411,8 +397,44 @@ def run_progress(run_id: str) -> None:
     st.rerun()
 
 
-if st.session_state.get("lrn_run"):
-    run_progress(st.session_state.lrn_run)
+@st.fragment
+def train_block(mode: str, mode_label: str) -> None:
+    """Hidden size, activation and budget only change this block (the button's label), so they rerun only it."""
+    st.subheader("Train an LRN")
+    what = "the sentiment reviews" if mode == "sentiment" else "the last-keyword task"
+    st.caption(f"A unidirectional LRN on {what}, in the background (device: {device()}, seed {seed()}). Progress shows "
+               "here and on the Training runs page; when it ends, the page shows your model.")
+    train_cols = st.columns([1.6, 1, 1, 1.4])
+    train_hidden = bound(train_cols[0].select_slider, "Hidden size H", HIDDEN_SIZES, value=32, key="lrn_hidden")
+    train_g = bound(train_cols[1].segmented_control, "Activation g", ["identity", "tanh"], default="identity",
+                    required=True, key="lrn_train_g")
+    if mode == "sentiment":
+        budget = train_cols[2].number_input(
+            "Epochs", 1, 100, 20, key="lrn_epochs",
+            help="at most; stops early after 6 epochs without a better validation score")
+    else:
+        budget = train_cols[2].number_input("Steps", 50, 5000, 1000, step=50, key="lrn_steps")
+    train_cols[3].write("")
+    if train_cols[3].button(f"Train H = {train_hidden}, g = {train_g}", type="primary", icon=":material/play_arrow:",
+                            key="lrn_train", disabled=bool(st.session_state.get("lrn_run")),
+                            help="one run at a time from this page; more on the Training runs page"):
+        if mode == "sentiment":
+            config = {"hidden_size": int(train_hidden), "activation": train_g, "epochs": int(budget), "seed": seed()}
+            kind, label = "lrn_sentiment", f"sentiment LRN H={train_hidden} g={train_g}"
+        else:
+            config = keyword_config(steps=int(budget), seed=seed(), activation=train_g)
+            config["model"]["core_args"]["hidden_size"] = int(train_hidden)
+            config["device"] = device()
+            config["eval_every"] = max(10, int(budget) // 10)
+            kind, label = "train", f"keyword LRN H={train_hidden} g={train_g}"
+        st.session_state.lrn_run = jobs.submit(kind, config, label=label, page="views/lrn_gates.py",
+                                               params={"lrn_mode": mode_label})
+        st.session_state.pop("lrn_done", None)
+    if st.session_state.get("lrn_run"):
+        run_progress(st.session_state.lrn_run)  # a fragment of its own, polling once a second
+
+
+train_block(mode, mode_label)
 done = run_info(st.session_state.get("lrn_done", ""))
 if done is not None:
     ok = done.status in ("finished", "early_stopped")
