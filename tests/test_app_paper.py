@@ -16,10 +16,11 @@ def test_shipped_results_are_plotted_with_their_bound_and_the_claims():
         assert claim["claim"] in text  # every claim of the abstract has a row
     reversal = figure_titled(at, "Sequence reversal: test accuracy vs delay")
     names = [t["name"] for t in reversal["data"]]
-    assert "theoretical best" in names and "delayed RNN" in names
+    assert "theoretical best" in names and "delayed RNN (mean, 95 % interval)" in names
     assert any(n.startswith("bidirectional") for n in names)
     table = at.dataframe[0].value
-    assert list(table["cell"])[:2] == ["delayed_d0", "delayed_d3"]
+    assert list(dict.fromkeys(table["cell"]))[:2] == ["delayed_d0", "delayed_d3"]
+    assert at.segmented_control(key="paper_budget").value == "medium"  # all five are shipped at medium
 
 
 def test_switching_experiment_redraws_and_a_missing_result_says_how_to_make_it(tmp_path, monkeypatch):

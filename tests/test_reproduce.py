@@ -238,3 +238,14 @@ def test_every_seed_is_a_row_and_shards_split_the_pairs_between_processes(tmp_pa
     assert len(calls) == len(pairs)  # all done: nothing reruns
     with pytest.raises(ValueError, match="shard"):
         reproduce.parse_shard("2/2")
+
+
+def test_shipped_medium_results_have_three_seeds_per_cell_and_pos_the_full_train_split():
+    for name in EXPERIMENTS:
+        rows = load_results(name, "medium", reproduce.SHIPPED_RESULTS)
+        pairs = {(r["cell"]["id"], r["seed"]) for r in rows}
+        assert pairs == {(c["id"], s) for c in experiment(name).cells("medium") for s in (0, 1, 2)}, name
+    pos = load_results("pos", "medium", reproduce.SHIPPED_RESULTS)
+    assert {r["result"]["train_sentences"] for r in pos} == {12_544}
+    bidirectional = [r["result"]["test_accuracy"] for r in pos if r["cell"]["id"] == "bidirectional"]
+    assert sum(bidirectional) / 3 >= 0.94
