@@ -37,6 +37,12 @@ def _require_browser():
         pytest.skip(missing)
 
 
+@pytest.fixture
+def browser_available():
+    """Skip (or fail, where browser tests are mandatory) when Chromium or Playwright is missing."""
+    _require_browser()
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """Start the app; yields (base_url, seconds until /_stcore/health answered)."""
