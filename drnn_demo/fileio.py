@@ -16,6 +16,9 @@ the file:
 - of the wrong top-level type (``expect=dict`` and the file holds a list, say).
 
 Field-level checks (a string where a number belongs) are the caller's, with :func:`field`.
+
+Locking: :func:`locked` holds an exclusive lock beside a file across processes (the ``filelock``
+package, so this also works on Windows).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from filelock import FileLock
 
 MAX_DEPTH = 64  # nesting of [ and { that any file of ours needs is < 10
 MAX_JSON_BYTES = 16 * 2**20
@@ -70,6 +75,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive, cross-process lock on ``path`` (the lock file is ``.<name>.lock`` beside it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path.with_name(f".{path.name}.lock")):
+        yield
 
 
 def _no_constant(name: str):

@@ -19,18 +19,16 @@ beside what the stored results show.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import math
 import os
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 from .experiments import EXPERIMENTS, SEEDS, check_budget, experiment
-from .jobs import write_json_atomic
+from .fileio import locked, write_json_atomic
 from .stats import Interval, difference_interval, mean_interval
 
 SHIPPED_RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -84,23 +82,11 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path.with_suffix(".csv"))
 
 
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path``'s results (two background reruns may finish at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def record(name: str, budget: str, cell: dict, seed: int, result: dict, directory: Path | None = None) -> None:
     """Store one (cell, seed) result, replacing an older row of the same cell id and seed; rows are
     kept in grid order, then by seed."""
     path = results_path(name, budget, directory)
-    with _locked(path):
+    with locked(path):
         rows = [r for r in load_results(name, budget, directory)
                 if (r["cell"].get("id"), r.get("seed")) != (cell["id"], seed)]
         rows.append({"cell": cell, "seed": seed, "result": result})

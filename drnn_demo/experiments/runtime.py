@@ -20,8 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..bench import time_interleaved
 from ..models import build_model
+from ..timing import time_interleaved
 from ..training import pick_device
 from . import check_budget
 from .families import model_config

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .common import MAX_OUTPUTS, MAX_VOCAB, check_choice, check_input_size, check_positive_int
+from .registry import build_model
 
 READOUTS = ("steps", "last")
 
@@ -37,8 +38,6 @@ class SequenceModel(nn.Module):
         vocab_size: int | None = None, readout: str = "steps",
     ):
         super().__init__()
-        from . import build_model  # the registry imports this module
-
         check_input_size("input_size", input_size)
         check_positive_int("output_size", output_size, MAX_OUTPUTS)
         check_choice("readout", readout, READOUTS)
