@@ -25,15 +25,18 @@ run: $(STAMPS)/app
 
 test: $(STAMPS)/dev
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The developer's loop: everything but the slow and the browser tests.
 test-fast: $(STAMPS)/dev
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -m "not slow and not browser" $(PYTEST_ARGS)
 
 lint: $(STAMPS)/dev
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 
 pretrain: $(STAMPS)/app
 	$(PY) -m drnn_demo pretrain

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ from torch import nn
 
 from .equivalence import stacked_to_delayed
 from .models import DelayedRNN, StackedRNN
+from .timing import time_interleaved
 
 
 @dataclass
@@ -174,26 +173,6 @@ COMPARISONS: list[Comparison] = [
     Comparison("lrn_forward", lrn_forward,
                "inference, B=32 T=256 D=H=256: LRN forward <= 2 x its own input-projection matmul"),
 ]
-
-
-def time_interleaved(cases: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2,
-                     sync: Callable[[], None] | None = None) -> dict[str, float]:
-    """Median seconds of each zero-argument callable: ``warmup`` calls each, then ``repeats`` rounds
-    timed in turn (A, B, C, A, B, C, ...). ``sync`` (e.g. ``torch.cuda.synchronize``) runs before
-    every clock reading, so GPU work is counted."""
-    sync = sync or (lambda: None)
-    for run in cases.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, run in cases.items():
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2) -> list[dict]:

@@ -9,17 +9,17 @@ beside each ``.safetensors`` file carries the config and the measured metrics.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import save_checkpoint
+from .checkpoints import PRETRAINED_DIR, save_checkpoint
+from .recipes.keyword import pretrain_keyword
+from .recipes.memory import pretrain_memory_models
+from .recipes.sentiment import pretrain_sentiment
 from .training import TrainConfig, Trainer, derived_seed, predict
-
-PRETRAINED_DIR = Path(os.environ.get("DRNN_PRETRAINED_DIR", Path(__file__).resolve().parents[1] / "pretrained"))
 
 # The ladders of the Delayed outputs page: one LSTM per delay, plus the baselines.
 REVERSAL = {"length": 20, "classes": 4}
@@ -79,9 +79,6 @@ def entries(groups: list[str] | None = None) -> list[Entry]:
 
 
 def _pretrain_lrn(out: Path, force: bool, log: Callable[[str], None]) -> None:
-    from .tasks.keyword import pretrain_keyword
-    from .tasks.sentiment import pretrain_sentiment
-
     pretrain_sentiment(out, force=force, log=log)
     pretrain_sentiment(out, force=force, log=log, activation="tanh", epochs=60, patience=10)  # the LRN page's pair
     pretrain_keyword(out, force=force, log=log)
@@ -92,8 +89,6 @@ DIGITS_PRETRAIN_STEPS = 600
 
 
 def _pretrain_memory(out: Path, force: bool, log: Callable[[str], None]) -> None:
-    from .memory_analysis import pretrain_memory_models
-
     pretrain_memory_models(out, force=force, log=log)  # copy memory, L = 50
     for permuted in (False, True):  # sequential and permuted digits
         pretrain_memory_models(out, force=force, log=log, task="digits", task_args={"permuted": permuted},

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .loop import Progress, fit
 from .models import SequenceModel
 from .models.asrnn import orthogonal_param_groups
 from .models.common import check_parameter_count
@@ -35,7 +36,6 @@ from .tasks import Task, build_task
 LR_SCHEDULES = ("constant", "cosine")
 # Resource limit: sequences in a fixed validation or test set (see also check_eval_footprint).
 MAX_EVAL_SIZE = 100_000
-STATUSES = ("finished", "early_stopped", "diverged", "cancelled")
 _PURPOSES = {"train": 0, "val": 1, "test": 2}
 
 
@@ -129,20 +129,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig key(s) {unknown}; allowed: {sorted(names)}")
         return cls(**copy.deepcopy(dict(data)))
-
-
-@dataclass
-class Progress:
-    """One progress report. ``metrics`` holds the validation metrics at an evaluation, else is empty.
-
-    ``loss`` is the mean training loss since the previous report; ``elapsed`` is in seconds.
-    """
-
-    step: int
-    total_steps: int
-    loss: float
-    metrics: dict[str, float]
-    elapsed: float
 
 
 @dataclass
@@ -396,10 +382,6 @@ class Trainer:
         self.on_progress = on_progress
         self.should_stop = should_stop
 
-    def _report(self, progress: Progress) -> None:
-        if self.on_progress is not None:
-            self.on_progress(progress)
-
     def run(self) -> TrainResult:
         cfg = self.config
         start = time.perf_counter()
@@ -416,66 +398,18 @@ class Trainer:
                 optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, cfg.steps) / cfg.steps)))
         sign = 1.0 if task.higher_is_better else -1.0
 
-        history: list[dict] = []
-        best_state, best_score, best_step = None, -math.inf, None
-        evals_since_best = 0
-        status, message, step = "finished", "", 0
-        running, running_n = 0.0, 0
+        def fresh_batches():
+            for step in range(cfg.steps):
+                x, y = task.sample(cfg.batch_size, derived_seed(cfg.seed, "train", step))
+                yield x.to(device), y.to(device)
 
-        model.train()
-        while step < cfg.steps:
-            if self.should_stop is not None and self.should_stop():
-                status, message = "cancelled", f"cancelled at step {step}"
-                break
-            x, y = task.sample(cfg.batch_size, derived_seed(cfg.seed, "train", step))
-            x, y = x.to(device), y.to(device)
-            loss = task.loss(model(x), y)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                status, message = "diverged", f"diverged at step {step + 1}: the training loss is {loss_value}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            params = [p for p in model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip if cfg.clip > 0 else math.inf)
-            if not math.isfinite(float(grad_norm)):
-                status, message = "diverged", f"diverged at step {step + 1}: the gradient norm is {float(grad_norm)}"
-                break
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            running, running_n = running + loss_value, running_n + 1
-
-            is_eval = step % cfg.eval_every == 0 or step == cfg.steps
-            if step % cfg.log_every == 0 or is_eval:
-                entry = {"step": step, "loss": running / running_n, "elapsed": time.perf_counter() - start}
-                running, running_n = 0.0, 0
-                if is_eval:
-                    entry["metrics"] = evaluate(model, task, x_val, y_val)
-                history.append(entry)
-                self._report(Progress(step, cfg.steps, entry["loss"], dict(entry.get("metrics", {})),
-                                      entry["elapsed"]))
-                if is_eval:
-                    score = entry["metrics"][task.metric]
-                    if not math.isfinite(score):
-                        status = "diverged"
-                        message = f"diverged at step {step}: the validation {task.metric} is {score}"
-                        break
-                    if sign * score > best_score:
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                        best_score, best_step, evals_since_best = sign * score, step, 0
-                    else:
-                        evals_since_best += 1
-                        if cfg.patience and evals_since_best >= cfg.patience:
-                            status = "early_stopped"
-                            message = (f"early stop at step {step}: no validation improvement in "
-                                       f"{cfg.patience} evaluations")
-                            break
-
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        elif not _finite_state(model):  # diverged before the first evaluation: back to the start
+        done = fit(model, optimizer, fresh_batches(), lambda m, batch: task.loss(m(batch[0]), batch[1]), cfg.steps,
+                   evaluate=lambda m: evaluate(m, task, x_val, y_val), eval_every=cfg.eval_every,
+                   score=lambda metrics: sign * metrics[task.metric], patience=cfg.patience, clip=cfg.clip,
+                   scheduler=scheduler, log_every=cfg.log_every, on_progress=self.on_progress,
+                   should_stop=self.should_stop)
+        status, message, best_step = done.status, done.message, done.best_step
+        if best_step is None and not _finite_state(model):  # diverged before the first evaluation: back to the start
             torch.manual_seed(cfg.seed)
             model = build_for_config(cfg)[1].to(device)
             best_step = 0
@@ -485,10 +419,10 @@ class Trainer:
         kept = f"best validation {task.metric} {val_metrics[task.metric]:.4g} (step {best_step})" \
             if best_step is not None else f"validation {task.metric} {val_metrics[task.metric]:.4g} (not yet evaluated)"
         if status == "finished":
-            message = f"finished {step} steps"
+            message = f"finished {done.steps} steps"
         if status == "diverged":
             message += "; kept the best model so far"
         message = f"{message}; {kept}; test {task.metric} {test_metrics[task.metric]:.4g}; {elapsed:.1f} s"
-        return TrainResult(status=status, model=model, history=history, val_metrics=val_metrics,
-                           test_metrics=test_metrics, steps=step, message=message, best_step=best_step,
+        return TrainResult(status=status, model=model, history=done.history, val_metrics=val_metrics,
+                           test_metrics=test_metrics, steps=done.steps, message=message, best_step=best_step,
                            elapsed=elapsed, config=cfg, task=task)

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from apptest_helpers import figure_titled, figures, open_page
 
-from drnn_demo.tasks.sentiment import encode, load_pretrained_sentiment
+from drnn_demo.recipes.sentiment import load_pretrained_sentiment
+from drnn_demo.tasks.sentiment import encode
 
 LRN = "views/lrn_gates.py"
 DEFAULT = "The food was great and the service was friendly!"

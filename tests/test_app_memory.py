@@ -7,8 +7,9 @@ import math
 import numpy as np
 from apptest_helpers import figure_titled, figures, open_page, rerun_until
 
-from drnn_demo.memory_analysis import PRETRAIN_CELLS, memory_task, pretrained_name
+from drnn_demo.memory_analysis import memory_task
 from drnn_demo.pretrained import PRETRAINED_DIR
+from drnn_demo.recipes.memory import PRETRAIN_CELLS, pretrained_name
 
 MEMORY = "views/memory.py"
 K = 10

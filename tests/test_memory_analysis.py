@@ -17,15 +17,13 @@ from drnn_demo.memory_analysis import (
     gradient_reach,
     memory_task,
     orthogonality_error,
-    pretrain_memory_models,
-    pretrained_name,
     saturation_levels,
     state_gradient_norms,
     task_phases,
-    train_memory_model,
 )
 from drnn_demo.models import SequenceModel
 from drnn_demo.models.asrnn import skew
+from drnn_demo.recipes.memory import pretrain_memory_models, pretrained_name, train_memory_model
 from drnn_demo.tasks.digits import Digits
 
 
@@ -128,7 +126,7 @@ def test_training_record_is_complete_reproducible_and_cancellable():
     progress = []
     args = dict(steps=12, task_args={"copy_length": 3, "gap": 6}, hidden_size=8, batch_size=8, snapshot_every=5,
                 val_size=20)
-    run = train_memory_model("asrnn", on_progress=lambda s, loss: progress.append(s), **args)
+    run = train_memory_model("asrnn", on_progress=lambda p: progress.append(p.step), **args)
     assert run.status == "finished" and run.history["step"] == list(range(1, 13)) == progress
     assert [s["step"] for s in run.snapshots] == [0, 5, 10, 12]
     assert all(len(s["saturation"]) == 8 and s["orthogonality_error"] < 1e-5 for s in run.snapshots)
@@ -139,7 +137,7 @@ def test_training_record_is_complete_reproducible_and_cancellable():
     again = train_memory_model("asrnn", **args)
     assert again.history["loss"] == run.history["loss"]
     cancelled = train_memory_model("lstm", should_stop=lambda: len(progress) >= 15,
-                                   on_progress=lambda s, loss: progress.append(s), **args)
+                                   on_progress=lambda p: progress.append(p.step), **args)
     assert cancelled.status == "cancelled" and cancelled.history["step"] == [1, 2, 3]
     assert cancelled.snapshots[-1]["step"] == 3
     with pytest.raises(ValueError, match="name"):

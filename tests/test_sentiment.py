@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from drnn_demo.models import SequenceModel
+from drnn_demo.recipes.sentiment import load_pretrained_sentiment, train_sentiment
 from drnn_demo.tasks import TASKS, build_task
 from drnn_demo.tasks import sentiment as S
 
@@ -79,7 +80,7 @@ def test_length_buckets_cover_every_sentence_once_and_evaluation_matches_a_loop(
     task = S.Sentiment()
     data = task.encoded("val")
     seen = []
-    for x, y in S._length_batches(data, 16, torch.Generator().manual_seed(0)):
+    for x, y in S.length_batches(data, 16, torch.Generator().manual_seed(0)):
         assert x.shape[0] <= 16 and x.shape[0] == y.shape[0]
         seen += [tuple(r.tolist()) for r in x]
     assert sorted(seen) == sorted(tuple(ids.tolist()) for ids, _ in data)
@@ -108,7 +109,7 @@ def test_explanation_shares_add_up_to_the_margin_for_identity():
 
 @pytest.mark.slow
 def test_training_beats_chance_and_the_baseline_is_measured_on_the_same_split():
-    result = S.train_sentiment(epochs=6, patience=0, seed=0)
+    result = train_sentiment(epochs=6, patience=0, seed=0)
     assert result.metrics["val"]["accuracy"] > 0.7 and result.metrics["test"]["accuracy"] > 0.65
     assert result.metrics["test"]["n"] == sum(s.split == "test" for s in S.load_sentences())
     assert result.baseline["test_accuracy"] > 0.7 and result.baseline["C"] in (0.1, 0.3, 1.0, 3.0, 10.0)
@@ -119,7 +120,7 @@ def test_training_beats_chance_and_the_baseline_is_measured_on_the_same_split():
 @pytest.mark.skipif(not PRETRAINED.exists(), reason="no pretrained/lrn_sentiment (python -m drnn_demo pretrain)")
 def test_pretrained_checkpoint_is_small_and_its_card_tells_the_truth():
     assert PRETRAINED.stat().st_size < 1_000_000
-    model, vocab, card = S.load_pretrained_sentiment(PRETRAINED)
+    model, vocab, card = load_pretrained_sentiment(PRETRAINED)
     assert model.core.activation == "identity" and not model.core.bidirectional
     task = S.Sentiment(**card["task_args"])
     assert vocab == task.vocab

@@ -6,8 +6,9 @@ import torch
 from drnn_demo import viz
 from drnn_demo.checkpoints import CheckpointError, load_checkpoint, read_card
 from drnn_demo.equivalence import demo_report
-from drnn_demo.memory_analysis import memory_task, pretrained_name
+from drnn_demo.memory_analysis import memory_task
 from drnn_demo.pretrained import PRETRAINED_DIR, catalog, describe
+from drnn_demo.recipes.memory import pretrained_name
 from drnn_demo.tasks import build_task
 from drnn_demo.tasks.sentiment import explain
 from views.ui import chart, job_manager

@@ -14,7 +14,8 @@ import torch
 from drnn_demo import viz
 from drnn_demo.checkpoints import CheckpointError, load_checkpoint
 from drnn_demo.pretrained import PRETRAINED_DIR
-from drnn_demo.tasks.keyword import LastKeyword, keyword_config
+from drnn_demo.recipes.keyword import keyword_config
+from drnn_demo.tasks.keyword import LastKeyword
 from drnn_demo.tasks.sentiment import UNK, explain, tokenize
 from drnn_demo.token_weights import token_weights
 from views.ui import bound, chart, device, format_seconds, job_manager, seed

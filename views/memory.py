@@ -12,18 +12,9 @@ import streamlit as st
 from drnn_demo import viz
 from drnn_demo.analysis import connectivity
 from drnn_demo.checkpoints import CheckpointError, load_checkpoint, read_card
-from drnn_demo.memory_analysis import (
-    COPY_TASK,
-    MEMORY_MODELS,
-    MEMORY_SPECS,
-    PRETRAIN_CELLS,
-    PRETRAIN_STEPS,
-    gradient_reach,
-    memory_task,
-    pretrained_name,
-    task_phases,
-)
+from drnn_demo.memory_analysis import COPY_TASK, MEMORY_MODELS, MEMORY_SPECS, gradient_reach, memory_task, task_phases
 from drnn_demo.pretrained import PRETRAINED_DIR
+from drnn_demo.recipes.memory import PRETRAIN_CELLS, PRETRAIN_STEPS, pretrained_name
 from views.ui import bound, chart, device, format_seconds, job_manager, run_outcome, run_progress, seed
 
 NAMES = viz.MEMORY_CELL_NAMES

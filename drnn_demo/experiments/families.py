@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ..loop import Progress
 from ..training import TrainConfig, Trainer
 
 FAMILIES = ("delayed", "stacked", "bidirectional", "stacked_bidirectional")
@@ -39,6 +40,11 @@ def ladder(delays, hidden: int, baselines=("bidirectional", "stacked"), **settin
     return cells
 
 
+def as_fraction(on_progress: Callable[[float, str], None]) -> Callable[[Progress], None]:
+    """A :class:`~drnn_demo.loop.Progress` callback that reports ``(fraction done, text)``, as ``run_cell`` does."""
+    return lambda p: on_progress(p.step / p.total_steps, f"step {p.step}/{p.total_steps}, loss {p.loss:.4g}")
+
+
 def train_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
                should_stop: Callable[[], bool]) -> dict:
     """Train one cell of a generated-task experiment with the generic :class:`Trainer`.
@@ -51,12 +57,7 @@ def train_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
                          model=model_config(cell["family"], cell["hidden"], cell["delay"]),
                          seed=seed, device="auto", **cell["train"])
     start = time.perf_counter()
-
-    def progress(p) -> None:
-        text = f"step {p.step}/{p.total_steps}, loss {p.loss:.4g}"
-        on_progress(p.step / p.total_steps, text)
-
-    result = Trainer(config, progress, should_stop).run()
+    result = Trainer(config, as_fraction(on_progress), should_stop).run()
     return {**{f"test_{k}": v for k, v in result.test_metrics.items()},
             **{f"val_{k}": v for k, v in result.val_metrics.items()},
             "params": sum(p.numel() for p in result.model.parameters() if p.requires_grad),

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..recipes.pos import train_pos
 from . import check_budget
+from .families import as_fraction
 
 TITLE = "POS tagging (UD English EWT)"
 METRIC = "test_accuracy"
@@ -41,9 +43,7 @@ def cells(budget: str) -> list[dict]:
 
 def run_cell(cell: dict, seed: int, on_progress: Callable[[float, str], None],
              should_stop: Callable[[], bool]) -> dict:
-    from ..tasks.pos import train_pos
-
-    result = train_pos(cell["family"], cell["delay"], cell["hidden"], seed=seed, on_progress=on_progress,
+    result = train_pos(cell["family"], cell["delay"], cell["hidden"], seed=seed, on_progress=as_fraction(on_progress),
                        should_stop=should_stop, **cell["train"])
     return {"test_accuracy": result.test["accuracy"], "val_accuracy": result.val["accuracy"],
             "test_tokens": result.test["tokens"], "train_sentences": result.train_sentences, "epochs": result.epochs,

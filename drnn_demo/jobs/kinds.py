@@ -5,7 +5,7 @@ worker calls. It is either a key of :data:`RUN_KINDS` (add a line there for a bu
 a dotted reference ``"package.module:function"`` that the worker imports (this is how tests
 register fake kinds without touching the registry). Kinds are code references chosen by the
 pages, never text typed by a user. ``on_progress`` takes a
-:class:`drnn_demo.training.Progress` (or any object or dict with ``step``, ``total_steps``,
+:class:`drnn_demo.loop.Progress` (or any object or dict with ``step``, ``total_steps``,
 ``loss``, ``metrics``, ``elapsed``); ``should_stop()`` turns true when the run is cancelled or
 its loss became non-finite. ``result`` is a dict: ``status`` (finished | early_stopped |
 diverged | cancelled; default finished), ``message``, ``metrics``, ``checkpoint`` (path of a
@@ -53,8 +53,8 @@ def run_train(config: dict, on_progress: ProgressCallback, should_stop: Callable
 # kind names against this table, does not import torch or the modules behind them.
 RUN_KINDS: dict[str, RunKind] = {
     "train": run_train,
-    "memory": lambda *args: importlib.import_module("drnn_demo.memory_analysis").run_memory_job(*args),
-    "lrn_sentiment": lambda *args: importlib.import_module("drnn_demo.tasks.sentiment").run_sentiment_job(*args),
+    "memory": lambda *args: importlib.import_module("drnn_demo.recipes.memory").run_memory_job(*args),
+    "lrn_sentiment": lambda *args: importlib.import_module("drnn_demo.recipes.sentiment").run_sentiment_job(*args),
     "reproduce_cell": lambda *args: importlib.import_module("drnn_demo.reproduce").run_cell_job(*args),
     "retest": lambda *args: importlib.import_module("drnn_demo.retest").run_retest_job(*args),
 }

@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import functools
 import gzip
-import math
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..models.common import check_positive_int
 from ..models.pos_tagger import POSTagger
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "ud_english_ewt"
@@ -133,69 +129,3 @@ def evaluate(model: POSTagger, vocab: Vocabulary, data, batch_size: int = 64) ->
         loss += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), reduction="sum"))
     model.train(was_training)
     return {"accuracy": correct / total, "cross_entropy": loss / total, "tokens": total}
-
-
-@dataclass
-class POSResult:
-    model: POSTagger
-    vocab: Vocabulary
-    val: dict
-    test: dict
-    epochs: int
-    status: str
-    seconds: float
-    train_sentences: int
-
-
-def train_pos(
-    sentence_rnn: str = "delayed", delay: int = 0, hidden: int = 128, epochs: int = 10, batch_size: int = 32,
-    lr: float = 2e-3, patience: int = 3, min_count: int = 2, seed: int = 0, limit: int | None = None,
-    on_progress: Callable[[float, str], None] | None = None, should_stop: Callable[[], bool] | None = None,
-    source: str = "dev",
-) -> POSResult:
-    """Train a :class:`POSTagger` with Adam on the training sentences of ``source`` (``limit``: only the
-    first ones), keep the weights of the best validation accuracy (early stop after ``patience``
-    epochs without improvement), and measure it on the whole test split."""
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    start = time.perf_counter()
-    torch.manual_seed(seed)
-    vocab = Vocabulary.from_training(min_count, source)
-    train, val, test = sentences("train", source)[:limit], sentences("val", source), sentences("test")
-    model = POSTagger(len(vocab.words), len(vocab.chars), len(vocab.tags), sentence_rnn, delay, hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    best, best_state, since_best, status, epoch = -math.inf, None, 0, "finished", 0
-    batches = math.ceil(len(train) / batch_size)
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(train), generator=generator).tolist()
-        for b in range(batches):
-            if should_stop is not None and should_stop():
-                status = "cancelled"
-                break
-            word_ids, char_ids, lengths, tags = vocab.batch([train[i] for i in order[b * batch_size:][:batch_size]])
-            logits = model(word_ids, char_ids, lengths)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1))
-            if not torch.isfinite(loss):
-                status = "diverged"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            if on_progress is not None and b % 10 == 0:
-                on_progress(((epoch - 1) + b / batches) / epochs, f"epoch {epoch}, loss {float(loss.detach()):.3f}")
-        if status != "finished":
-            break
-        accuracy = evaluate(model, vocab, val)["accuracy"]
-        if accuracy > best:
-            best, since_best = accuracy, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if patience and since_best >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return POSResult(model, vocab, evaluate(model, vocab, val), evaluate(model, vocab, test), epoch, status,
-                     time.perf_counter() - start, len(train))

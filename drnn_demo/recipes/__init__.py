@@ -1,0 +1,12 @@
+"""Recipes: each trainer of the project as hook definitions for the one loop, :func:`drnn_demo.loop.fit`.
+
+- :mod:`~drnn_demo.recipes.sentiment`: the sentiment LRN (epochs of equal-length sentences), its
+  pretrained models and the ``"lrn_sentiment"`` run kind;
+- :mod:`~drnn_demo.recipes.keyword`: the last-keyword LRNs (the generic :class:`~drnn_demo.training.Trainer`);
+- :mod:`~drnn_demo.recipes.memory`: the memory-task cells with their snapshots, pretrained models and
+  the ``"memory"`` run kind;
+- :mod:`~drnn_demo.recipes.pos`: the POS tagger (word + character batches).
+
+The generated tasks (reversal, sine, copy, ...) need no recipe: :class:`drnn_demo.training.Trainer`
+is ``fit`` with a fresh seeded batch per step.
+"""
