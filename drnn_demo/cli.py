@@ -11,6 +11,7 @@ Every command is a subparser with its own ``--help``; new commands (``pretrain``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import math
@@ -30,7 +31,7 @@ from .models.common import (
     MAX_OUTPUTS,
     NONLINEARITIES,
 )
-from .training import MAX_EVAL_SIZE, MAX_STEP_FLOATS
+from .training import LR_SCHEDULES, MAX_EVAL_SIZE, MAX_STEP_FLOATS, TrainConfig, config_field_docs
 
 MODEL_CHOICES = ("delayed", "stacked", "bidirectional")
 EXIT_DIVERGED, EXIT_CANCELLED = 3, 130
@@ -177,6 +178,21 @@ def _task_arg(text: str) -> tuple[str, object]:
     return key.strip(), _parse_value(value.strip())
 
 
+# TrainConfig's fields that are plain settings: each is a `train` flag with the field's default and docs.
+CONFIG_FLAGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("task", "task_args", "model"))
+
+
+def _add_config_flags(group) -> None:
+    """One flag per :data:`CONFIG_FLAGS` field (``--batch-size`` for ``batch_size``), typed, defaulted
+    and documented from :class:`~drnn_demo.training.TrainConfig` itself."""
+    docs = config_field_docs()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in CONFIG_FLAGS:
+            choices = LR_SCHEDULES if f.name == "lr_schedule" else None
+            group.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
+                               choices=choices, help=docs[f.name].replace("%", "%%"))
+
+
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train a model on a task and save a checkpoint",
@@ -211,19 +227,7 @@ def _add_train(subparsers) -> None:
                        help="stacked/bidirectional: explicit per-layer sizes, e.g. --hidden-sizes 64 32")
 
     train = p.add_argument_group("training")
-    train.add_argument("--steps", type=int, default=2000, help="training steps (a fresh batch each)")
-    train.add_argument("--batch-size", type=int, default=64, help="sequences per step")
-    train.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    train.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
-                       help="cosine: decay the learning rate to 0 over --steps")
-    train.add_argument("--clip", type=float, default=1.0, help="gradient norm clipping (0 = off)")
-    train.add_argument("--eval-every", type=int, default=100, help="steps between validation evaluations")
-    train.add_argument("--patience", type=int, default=10,
-                       help="evaluations without validation improvement before stopping early (0 = off)")
-    train.add_argument("--val-size", type=int, default=1000, help="validation sequences")
-    train.add_argument("--test-size", type=int, default=2000, help="test sequences")
-    train.add_argument("--seed", type=int, default=0, help="seeds the model and all data")
-    train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    _add_config_flags(train)
     train.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
     out = p.add_argument_group("output")
@@ -415,7 +419,6 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     """The :class:`~drnn_demo.training.TrainConfig` for parsed ``train`` arguments (ValueError if inconsistent)."""
     from .tasks import task_arguments
-    from .training import TrainConfig
 
     task_args = dict(args.task_arg)
     allowed = task_arguments(args.task)
@@ -451,12 +454,8 @@ def config_from_args(args: argparse.Namespace):
                 raise ValueError(f"--layers must be a positive integer, got {layers}")
             sizes = [args.hidden_size] * layers
         core_args["hidden_sizes"] = sizes
-    return TrainConfig(
-        task=args.task, task_args=task_args, model={"core": args.model, "core_args": core_args},
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, clip=args.clip, eval_every=args.eval_every,
-        patience=args.patience, val_size=args.val_size, test_size=args.test_size, seed=args.seed,
-        device=args.device, lr_schedule=args.lr_schedule,
-    )
+    return TrainConfig(task=args.task, task_args=task_args, model={"core": args.model, "core_args": core_args},
+                       **{name: getattr(args, name) for name in CONFIG_FLAGS})
 
 
 class _ProgressBar:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,28 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig key(s) {unknown}; allowed: {sorted(names)}")
         return cls(**copy.deepcopy(dict(data)))
+
+
+def config_field_docs() -> dict[str, str]:
+    """Each :class:`TrainConfig` field's description, read from its docstring (the CLI's ``train --help``).
+
+    ``"val_size, test_size: sizes of ..."`` gives both fields that text; reST markup is dropped.
+    """
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    body = TrainConfig.__doc__.split("Attributes:", 1)[1]
+    for line in body.splitlines():
+        head, sep, text = line.strip().partition(": ")
+        if sep and line.startswith(" " * 8) and not line.startswith(" " * 12) and \
+                all(n.strip().isidentifier() for n in head.split(",")):
+            names = [n.strip() for n in head.split(",")]
+            for n in names:
+                docs[n] = text
+        elif line.strip() and names:
+            for n in names:
+                docs[n] += " " + line.strip()
+    clean = re.compile(r":\w+:`~?([^`]+)`|``([^`]+)``")
+    return {n: clean.sub(lambda m: (m.group(1) or "").rsplit(".", 1)[-1] or m.group(2), d) for n, d in docs.items()}
 
 
 @dataclass

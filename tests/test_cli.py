@@ -1,6 +1,7 @@
 """The command line: help that documents every option, a real (tiny) training run that writes a
 loadable checkpoint, model/task flags mapped onto the config, clear errors, and bench delegation."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 
 from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.cli import build_parser, config_from_args, main
+from drnn_demo.training import TrainConfig
 
 TINY = ["--steps", "12", "--eval-every", "6", "--batch-size", "8", "--val-size", "20", "--test-size", "30",
         "--threads", "1", "--quiet", "--device", "cpu"]
@@ -42,6 +44,20 @@ def test_help_documents_every_train_option():
             assert action.help, f"{action.option_strings} has no help text"
     for word in ("reversal", "sine", "copy_memory", "delayed", "stacked", "bidirectional", "example"):
         assert word in result.stdout
+
+
+def test_every_train_setting_of_the_config_is_a_flag_with_its_default_and_docs():
+    defaults = TrainConfig()
+    assert config_from_args(parse_train()).to_dict() | {"model": None} == defaults.to_dict() | {"model": None}
+    values = {"steps": 7, "batch_size": 3, "lr": 0.5, "clip": 0.0, "eval_every": 2, "patience": 0, "val_size": 11,
+              "test_size": 13, "seed": 5, "device": "cpu", "log_every": 4, "lr_schedule": "cosine"}
+    assert set(values) == {f.name for f in dataclasses.fields(TrainConfig)} - {"task", "task_args", "model"}
+    flags = [part for name, value in values.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+    config = config_from_args(parse_train(*flags))
+    assert {name: getattr(config, name) for name in values} == values
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    assert "validation" in helps["patience"] and "cosine" in helps["lr_schedule"] and "``" not in helps["lr"]
 
 
 def test_top_level_help_lists_the_commands(capsys):
