@@ -36,7 +36,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
 from . import __version__
-from .fileio import JSONFileError, loads_json, read_json
+from .fileio import JSONFileError, jsonable, loads_json, read_json
 from .models import MODELS, SequenceModel
 from .models.common import MAX_PARAMETERS, check_parameter_count
 
@@ -71,27 +71,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _jsonable(value):
-    """Plain JSON types; non-finite floats become None (strict JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if hasattr(value, "to_dict"):
-        return _jsonable(value.to_dict())
-    raise TypeError(f"model card value of type {type(value).__name__} is not JSON-able: {value!r}")
 
 
 def library_versions() -> dict[str, str]:
@@ -134,7 +113,7 @@ def save_checkpoint(path: str | os.PathLike, model: SequenceModel, card: dict | 
         "sha256": hashlib.sha256(blob).hexdigest(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     })
-    text = json.dumps(_jsonable(full), indent=2, allow_nan=False)
+    text = json.dumps(jsonable(full, strict=True), indent=2, allow_nan=False)
     _atomic_write(weights_path, blob)
     _atomic_write(card_path, text.encode("utf-8"))
     return weights_path

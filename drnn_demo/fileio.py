@@ -42,21 +42,27 @@ class JSONFileError(ValueError):
     """A JSON file that cannot be used; the message names the file and what is wrong."""
 
 
-def jsonable(x: Any) -> Any:
-    """``x`` as plain JSON: non-finite floats become None, numpy/torch scalars plain numbers."""
+def jsonable(x: Any, strict: bool = False) -> Any:
+    """``x`` as plain JSON: non-finite floats become None, numpy/torch scalars plain numbers, paths
+    strings, objects with ``to_dict()`` their dict. Anything else becomes its ``str`` or, with
+    ``strict`` (model cards), a ``TypeError``."""
     if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v, strict) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
+        return [jsonable(v, strict) for v in x]
     if x is None or isinstance(x, (bool, int, str)):
         return x
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, Path):
         return str(x)
+    if hasattr(x, "to_dict"):
+        return jsonable(x.to_dict(), strict)
     if hasattr(x, "item"):  # numpy / torch scalars
         with contextlib.suppress(Exception):
-            return jsonable(x.item())
+            return jsonable(x.item(), strict)
+    if strict:
+        raise TypeError(f"a value of type {type(x).__name__} is not JSON-able: {x!r}")
     return str(x)
 
 

@@ -105,6 +105,15 @@ def test_task_and_seed_come_from_the_train_config_and_nan_is_stored_as_null(tmp_
     assert card["train"] == config.to_dict() and card["metrics"]["mse"] is None
 
 
+def test_a_card_value_that_is_not_json_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(TypeError, match="object"):
+        save_checkpoint(tmp_path / "x", make_model(), {"metrics": {"odd": object()}})
+    assert list(tmp_path.iterdir()) == []
+    path = save_checkpoint(tmp_path / "y", make_model(), {"metrics": {"loss": torch.tensor(0.5), "path": tmp_path}})
+    card = read_card(path)
+    assert card["metrics"] == {"loss": 0.5, "path": str(tmp_path)}
+
+
 def test_a_trained_model_round_trips_with_its_card(tmp_path):
     config = TrainConfig(task="reversal", task_args={"length": 5, "classes": 3}, steps=10, eval_every=5,
                          val_size=20, test_size=20, device="cpu",
