@@ -81,72 +81,12 @@ APP_PAGES = (
 )
 BARE = PageSpec("bare", "", ("Frequency", "Phase"))
 
-BARE_PAGE = '''"""drnn_demo's bare reference page for `python -m drnn_demo.bench ui`: two sliders, a 200-point line
-chart, a 96x48 heatmap and a metric. Nothing else: the floor a Streamlit page costs on this machine."""
 
-import numpy as np
-import plotly.graph_objects as go
-import streamlit as st
-
-st.set_page_config(page_title="bare reference page", layout="wide")
-st.title("Bare reference page")
-left, right = st.columns(2)
-frequency = left.slider("Frequency", 1, 100, 10)
-phase = right.slider("Phase", 0, 100, 0)
-x = np.linspace(0.0, 1.0, 200)
-y = np.sin(2 * np.pi * (frequency * x + phase / 100))
-st.metric("Peak", f"{y.max():.3f}")
-st.plotly_chart(go.Figure(go.Scatter(x=x, y=y, mode="lines")), width="stretch", key="bare_line",
-                config={"displaylogo": False})
-rows, cols = np.mgrid[0:96, 0:48]
-z = np.sin(rows * frequency / 96 + phase / 10) * np.cos(cols * 2 * np.pi / 48)
-st.plotly_chart(go.Figure(go.Heatmap(z=z, colorscale="Viridis")), width="stretch", key="bare_heatmap",
-                config={"displaylogo": False})
-'''
-
-# Installed in every page before its scripts run. window.__bench holds the clocks the benchmark reads.
-INSTRUMENT = """
-(() => {
-  const b = window.__bench = {last: 0, mutations: 0, stateChanges: 0, press: null, firstChart: null,
-                              sent: null, wsLast: 0, wsBytes: 0, busy: 0};
-  const MAIN = "[data-testid='stMain']";
-  const CHART = ".js-plotly-plot .main-svg .mlayer > *";  // a trace drawn in its layer (scatter, heatmap, bar, ...)
-  const inMain = (node) => {
-    const el = node.nodeType === 1 ? node : node.parentElement;
-    return !!(el && el.closest(MAIN));
-  };
-  new MutationObserver((records) => {
-    const now = performance.now();
-    for (const r of records) {
-      if (r.type === "attributes" && r.attributeName === "data-test-script-state") { b.stateChanges += 1; continue; }
-      if (inMain(r.target)) { b.last = now; b.mutations += 1; }
-    }
-    if (b.firstChart === null && document.querySelector(CHART)) b.firstChart = now;
-  }).observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
-  document.addEventListener("keydown", () => { b.press = performance.now(); b.sent = null; }, true);
-  // main-thread tasks of 50 ms or more (script, layout, plotly drawing) after the key press
-  try {
-    new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) if (b.press !== null && e.startTime >= b.press) b.busy += e.duration;
-    }).observe({type: "longtask"});
-  } catch (e) { b.busy = null; }
-  const Native = window.WebSocket;
-  window.WebSocket = class extends Native {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener("message", (e) => {
-        b.wsLast = performance.now();
-        const d = e.data;
-        b.wsBytes += typeof d === "string" ? d.length : (d.byteLength ?? d.size ?? 0);
-      });
-    }
-    send(data) {
-      if (b.press !== null && b.sent === null) b.sent = performance.now();
-      return super.send(data);
-    }
-  };
-})();
-"""
+# The bare reference page (a Streamlit script, kept as data: the package never imports streamlit) and the
+# script installed in every page before its own scripts run (window.__bench holds the clocks read here).
+ASSETS = Path(__file__).resolve().parent / "data" / "bench_ui"
+BARE_PAGE = (ASSETS / "bare_page.py.txt").read_text(encoding="utf-8")
+INSTRUMENT = (ASSETS / "instrument.js").read_text(encoding="utf-8")
 
 # True once the move is over: the script has run and stopped (with ``changes``: the state attribute changed, or a
 # message came after the rerun request; a fast rerun can flip running -> notRunning within one render, leaving the
