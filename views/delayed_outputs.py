@@ -11,7 +11,7 @@ from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
-from views.ui import bound, chart, device, job_manager, run_outcome, run_progress, seed
+from views.ui import bound, chart, device, follow_runs, job_manager, seed
 
 TASK_ARGS = {"reversal": REVERSAL, "sine": SINE}
 TASK_TEXT = {
@@ -179,24 +179,7 @@ if train_cols[1].button("Train this configuration", type="primary", icon=":mater
 
 
 
-@st.fragment(run_every=1.0)
-def last_run_progress(run_id: str) -> None:
-    """Polls only while the run submitted from here is queued or running."""
-    jobs.poll()
-    info = run_info(run_id)
-    if info is not None and info.active:
-        run_progress(info)
-        return
-    st.session_state.pop("last_run", None)
-    st.session_state.finished_run = run_id
-    st.rerun()
-
-
-if st.session_state.get("last_run"):
-    last_run_progress(st.session_state.last_run)
-finished = run_info(st.session_state.get("finished_run", ""))
-if finished is not None:
-    run_outcome(finished)
+for finished in follow_runs("last_run", "finished_run"):
     links = st.columns(2)
     if finished.checkpoint is not None:
         links[0].page_link("views/delayed_outputs.py", label="Show this run here", icon=":material/visibility:",

@@ -5,34 +5,18 @@ import streamlit as st
 from drnn_demo import viz
 from drnn_demo.memory_analysis import MEMORY_SPECS
 from drnn_demo.recipes.memory import PRETRAIN_STEPS
-from views.ui import chart, device, format_seconds, job_manager, run_outcome, run_progress, seed
+from views.ui import chart, device, follow_runs, format_seconds, job_manager, seed
 
 NAMES = viz.MEMORY_CELL_NAMES
 
 
-@st.fragment(run_every=1.0)
-def runs_progress(run_ids: list[str], baseline: float) -> None:
-    """Polls only while one of the runs submitted from here is queued or running."""
-    jobs = job_manager()
-    jobs.poll()
-    infos = []
-    for run_id in run_ids:
-        try:
-            infos.append(jobs.get(run_id))
-        except KeyError:
-            continue
-    if any(info.active for info in infos):
-        for info in infos:
-            run_progress(info)
-        live = [{"cell": info.config.get("cell", ""), "label": NAMES.get(info.config.get("cell"), info.label),
-                 "history": {"step": [p["step"] for p in info.history], "loss": [p.get("loss") for p in info.history]}}
-                for info in infos if info.history]
-        if live:
-            chart(viz.memory_loss_curves(live, baseline, title="Live: training cross-entropy"), key="mem_live")
-        return
-    st.session_state.pop("memory_runs", None)
-    st.session_state.memory_done = run_ids
-    st.rerun()
+def live_curves(infos: list, baseline: float) -> None:
+    """The runs' training cross-entropy so far, one curve per cell."""
+    live = [{"cell": info.config.get("cell", ""), "label": NAMES.get(info.config.get("cell"), info.label),
+             "history": {"step": [p["step"] for p in info.history], "loss": [p.get("loss") for p in info.history]}}
+            for info in infos if info.history]
+    if live:
+        chart(viz.memory_loss_curves(live, baseline, title="Live: training cross-entropy"), key="mem_live")
 
 
 def train_side_by_side(task, task_text: str, cells: list[str], baseline: float, params: dict,
@@ -75,13 +59,5 @@ def train_side_by_side(task, task_text: str, cells: list[str], baseline: float, 
 
 
 
-    if st.session_state.get("memory_runs"):
-        runs_progress(st.session_state.memory_runs, baseline)
-    for run_id in st.session_state.get("memory_done", []):
-        try:
-            info = jobs.get(run_id)
-        except KeyError:
-            continue
-        run_outcome(info)
-    if st.session_state.get("memory_done"):
+    if follow_runs("memory_runs", "memory_done", live=lambda infos: live_curves(infos, baseline)):
         st.page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")

@@ -10,7 +10,7 @@ from drnn_demo import viz
 from drnn_demo.experiments import BUDGETS, EXPERIMENTS, SEEDS, experiment
 from drnn_demo.jobs.launchers import GRID_KIND, RAY_ADDRESS_ENV
 from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
-from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress, seed
+from views.ui import bound, chart, follow_runs, format_seconds, job_manager, seed
 
 BUDGET_NOTES = {
     "small": "one seed per cell, minutes on a CPU: no interval, so no verdict can be more than inconclusive",
@@ -131,27 +131,4 @@ if os.environ.get(RAY_ADDRESS_ENV, "").strip():  # a cluster to run on: the whol
         st.session_state.pop("paper_done", None)
 
 
-@st.fragment(run_every=1.0)
-def rerun_progress(run_id: str) -> None:
-    """Polls only while the submitted run is queued or running."""
-    jobs.poll()
-    try:
-        info = jobs.get(run_id)
-    except KeyError:
-        st.session_state.pop("paper_run", None)
-        return
-    if info.active:
-        run_progress(info, show="percent")
-        return
-    st.session_state.pop("paper_run", None)
-    st.session_state.paper_done = run_id
-    st.rerun()
-
-
-if st.session_state.get("paper_run"):
-    rerun_progress(st.session_state.paper_run)
-if st.session_state.get("paper_done"):
-    try:
-        run_outcome(jobs.get(st.session_state.paper_done))
-    except KeyError:
-        pass
+follow_runs("paper_run", "paper_done", show="percent")

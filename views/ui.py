@@ -63,6 +63,52 @@ def run_outcome(info) -> None:
         f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
 
 
+def _run_ids(value) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _known_runs(run_ids: list[str]) -> list:
+    jobs, infos = job_manager(), []
+    for run_id in run_ids:
+        try:
+            infos.append(jobs.get(run_id))
+        except KeyError:  # deleted meanwhile, or a stale id
+            continue
+    return infos
+
+
+@st.fragment(run_every=1.0)
+def _follow(running_key: str, done_key: str, show: str, live: Callable | None) -> None:
+    """Polls while one of the followed runs is queued or running; then hands over to the page once."""
+    job_manager().poll()
+    infos = _known_runs(_run_ids(st.session_state.get(running_key)))
+    if any(info.active for info in infos):
+        for info in infos:
+            run_progress(info, show)
+        if live is not None:
+            live(infos)
+        return
+    st.session_state[done_key] = st.session_state.pop(running_key, None)
+    st.rerun()
+
+
+def follow_runs(running_key: str, done_key: str, show: str = "steps", live: Callable | None = None) -> list:
+    """The submit -> follow -> outcome pattern every page shares, for the run id (or ids) a page stored
+    in ``st.session_state[running_key]`` when it submitted them.
+
+    While any of them is active, a fragment polls once a second and shows each one's progress bar
+    (``show``: "steps" or "percent") and ``live(infos)`` if given (a live chart, say); the rest of
+    the page does not rerun. When all have ended, the ids move to ``st.session_state[done_key]`` and
+    the page reruns once. Returns the ended runs (RunInfo), each shown with :func:`run_outcome`.
+    """
+    if st.session_state.get(running_key):
+        _follow(running_key, done_key, show, live)
+    ended = _known_runs(_run_ids(st.session_state.get(done_key)))
+    for info in ended:
+        run_outcome(info)
+    return ended
+
+
 # ---------------------------------------------------------------- widgets bound to the URL
 
 
