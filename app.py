@@ -7,6 +7,8 @@ bypassing this router and its sidebar.
 import streamlit as st
 import torch
 
+from views.ui import page_download, start_page
+
 # Two cores are shared by the UI and the training workers: keep the server's torch to one thread.
 torch.set_num_threads(1)
 
@@ -38,4 +40,6 @@ with st.sidebar:
     st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed", persist_state="session",
                     help="seeds the demo models, the data and the training runs")
 
+start_page()  # the figures views.ui.chart draws, for the page's HTML download
 navigation.run()
+page_download(navigation.title)

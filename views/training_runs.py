@@ -8,8 +8,9 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.checkpoints import MAX_UPLOAD_BYTES, CheckpointError, load_checkpoint_zip, unpack_checkpoint_zip
+from drnn_demo.runs_compare import compare, metric_names, overlay_series, run_names
 from drnn_demo.training import retest_plan
-from views.ui import chart, format_seconds, job_manager, run_outcome, run_progress
+from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress
 
 BADGE = {"queued": "gray", "running": "blue", "finished": "green", "early_stopped": "green", "diverged": "red",
          "cancelled": "orange", "failed": "red", "interrupted": "orange", "corrupt": "red"}
@@ -75,6 +76,12 @@ def run_card(info) -> None:
         if info.active and actions[0].button("Cancel", key=f"cancel_{info.id}", icon=":material/stop:"):
             jobs.cancel(info.id)
             st.rerun()
+        if not info.active and info.path is not None:
+            actions[0].download_button("Export run", data=lambda path=info.path: run_zip(path),
+                                       file_name=f"{info.id}-run.zip", mime="application/zip", key=f"export_{info.id}",
+                                       icon=":material/folder_zip:", on_click="ignore",
+                                       help="A zip of its config, final metrics, metrics history (CSV) and TensorBoard "
+                                            "event files: unzip, then `tensorboard --logdir .`")
         if info.checkpoint is not None:
             actions[1].download_button("Download checkpoint", data=jobs.checkpoint_zip(info.id),
                                        file_name=f"{info.id}.zip", mime="application/zip", key=f"dl_{info.id}",
@@ -83,6 +90,40 @@ def run_card(info) -> None:
                 actions[2].page_link(info.page, label="Open in its page", icon=":material/open_in_new:",
                                      query_params={**info.params, "run": info.id})
         delete_button(info, actions[3])
+
+
+def run_zip(path: Path) -> bytes:
+    from drnn_demo.export import run_zip as zip_of_run  # imports torch's TensorBoard writer: only when clicked
+
+    return zip_of_run(path)
+
+
+def compare_runs(runs) -> None:
+    """Pick runs (kept in the URL as ``?compare=``): their curves overlaid and a table of the settings that differ,
+    with their final metrics."""
+    if len(runs) < 2:
+        return
+    by_id = {r.id: r for r in runs}
+    names = dict(zip(by_id, run_names(runs), strict=True))
+    st.subheader("Compare runs")
+    picked = bound(st.multiselect, "Runs to compare", list(by_id), key="compare", format_func=names.get,
+                   placeholder="pick two or more runs")
+    if len(picked) < 2:
+        st.caption("Pick two or more runs to overlay their curves and list the settings in which they differ.")
+        return
+    chosen = [by_id[r] for r in picked]
+    metrics = metric_names([r.history for r in chosen])
+    pick = st.columns([2, 1, 3])
+    metric = bound(pick[0].selectbox, "Metric", metrics, key="compare_metric") if metrics else None
+    x = bound(pick[1].segmented_control, "Against", ["step", "time"], default="step", required=True,
+              key="compare_x", help="training step, or seconds since the run started")
+    chart(viz.runs_overlay(overlay_series(chosen, metric, "step" if x == "step" else "elapsed"), metric,
+                           "step" if x == "step" else "elapsed (s)"), key="compare_curves", name="compared_runs")
+    comparison = compare(chosen)
+    if not comparison.settings:
+        st.caption("These runs have the same settings.")
+    st.dataframe(comparison.table(), hide_index=True)
+    st.divider()
 
 
 jobs.poll()
@@ -95,6 +136,7 @@ def run_list() -> None:
     runs = jobs.runs()
     if not runs:
         st.info("No runs yet. Start one from the **Delayed outputs** page with “Train this configuration”.")
+    compare_runs([r for r in runs if r.status != "corrupt"])
     for info in runs:
         run_card(info)
     if was_active and not jobs.active():

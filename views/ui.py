@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -16,9 +17,56 @@ TEXT_WIDGETS = {"text_input", "text_area"}  # every other widget picks among opt
 SHOWN_CHARS = 40  # a link's value is quoted in a notice up to this many characters
 
 
-def chart(fig: go.Figure, key: str) -> None:
-    """A full-width plotly chart with a stable key."""
+PAGE_FIGURES = "_page_figures"  # session key: chart key -> figure, of the page's last full run (app.py starts it)
+
+
+def file_stem(text: str, fallback: str = "chart") -> str:
+    """``text`` as a safe file name stem: ASCII letters, digits, ``.``, ``-``, ``_``; at most 60 characters."""
+    stem = re.sub(r"[^A-Za-z0-9.-]+", "_", text or "").strip("._")[:60].strip("._")
+    return stem or fallback
+
+
+def chart(fig: go.Figure, key: str, name: str | None = None, csv: bool = True) -> None:
+    """A full-width plotly chart with a stable key and, below it on the right, a small "CSV" download of its data
+    (:func:`drnn_demo.export.figure_to_csv`, built only when clicked); the figure joins the page's HTML export
+    (:func:`page_download`). ``name`` names the file (default: the figure's title, else the key)."""
     st.plotly_chart(fig, width="stretch", key=key, config=PLOTLY_CONFIG)
+    collected = st.session_state.get(PAGE_FIGURES)
+    if isinstance(collected, dict):
+        collected[key] = fig
+    if csv:
+        title = fig.layout.title.text if fig.layout.title and fig.layout.title.text else None
+        with st.container(horizontal=True, horizontal_alignment="right"):
+            st.download_button("CSV", data=lambda: _export().figure_to_csv(fig), mime="text/csv",
+                               file_name=f"{file_stem(name or title or key)}.csv", key=f"{key}_csv", type="tertiary",
+                               icon=":material/download:", on_click="ignore",
+                               help="This chart's data as CSV: one row per point (a heatmap: one per cell)")
+
+
+def _export():
+    from drnn_demo import export
+
+    return export
+
+
+def start_page() -> None:
+    """Begin collecting the figures :func:`chart` draws (app.py calls this before each full run of a page;
+    fragment reruns then update the same collection)."""
+    st.session_state[PAGE_FIGURES] = {}
+
+
+def page_download(title: str) -> None:
+    """A sidebar button "Download this page (HTML)": every figure the page drew, in one standalone HTML file
+    (:func:`drnn_demo.export.figures_to_html`, plotly.js embedded once; built only when clicked). Nothing when the
+    page drew no figure."""
+    collected = st.session_state.get(PAGE_FIGURES)
+    if not isinstance(collected, dict) or not collected:
+        return
+    st.sidebar.download_button(
+        "Download this page (HTML)", data=lambda: _export().figures_to_html(tuple(collected.values()), title),
+        file_name=f"{file_stem(title, 'page')}.html", mime="text/html", key="page_html", icon=":material/download:",
+        on_click="ignore", help="Every chart of this page, interactive, in one file that opens without a network "
+                                "(about 5 MB: plotly.js is inside)")
 
 
 def seed() -> int:

@@ -32,7 +32,7 @@ from .memory import (
     saturation_histogram,
     saturation_trajectory,
 )
-from .runs import training_curves
+from .runs import runs_overlay, training_curves
 from .style import DIVERGING, LAYOUT, PALETTE, SEQUENTIAL, downsample
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "block_matrix", "connectivity_map", "downsample", "eps_curve", "gradient_norms_over_time", "influence_map",
     "layer_errors", "layer_overlay", "lrn_activation_comparison", "lrn_decay_curves", "lrn_gate_heatmaps",
     "lrn_token_shares", "lrn_weight_heatmap", "memory_loss_curves", "metric_vs_delay", "orthogonality_errors",
-    "position_heatmap", "saturation_histogram", "saturation_trajectory", "sequence_panels", "training_curves",
+    "position_heatmap", "runs_overlay", "saturation_histogram", "saturation_trajectory", "sequence_panels",
+    "training_curves",
 ]

@@ -1,4 +1,4 @@
-"""Figures of the Training runs page: a run's loss and metric curves."""
+"""Figures of the Training runs page: a run's loss and metric curves, several runs' curves overlaid."""
 
 from __future__ import annotations
 
@@ -40,3 +40,40 @@ def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure
     fig.update_xaxes(title="step")
     return _finish(fig, "", height=280, margin=dict(l=50, r=10, t=30, b=40),
                    legend=dict(orientation="h", y=-0.3, yanchor="top"))
+
+
+DASHES = ("solid", "dash", "dot", "dashdot")  # past len(PALETTE) runs the colours repeat with another dash
+
+
+def runs_overlay(runs: Sequence[dict], metric: str | None, x_title: str = "step", max_points: int = 500) -> go.Figure:
+    """Several runs' curves on shared axes: training loss (left panel, log scale) and ``metric`` (right panel; an
+    accuracy on 0..1, another metric on a log scale when all its values are positive). One colour per run, the
+    same in both panels, one legend entry per run (clicking it hides the run in both).
+
+    ``runs``: ``[{"name", "loss": (xs, ys), "metric": (xs, ys)}, ...]``
+    (:func:`drnn_demo.runs_compare.overlay_series`); each curve is downsampled to ``max_points``.
+    """
+    panels = ["training loss"] + ([metric] if metric else [])
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.08)
+    for i, run in enumerate(runs):
+        style = dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[(i // len(PALETTE)) % len(DASHES)], width=2)
+        for col, (part, label) in enumerate((("loss", "loss"), ("metric", metric))[: len(panels)], start=1):
+            xs, ys = run[part]
+            keep = downsample(xs, max_points)
+            fig.add_trace(go.Scatter(
+                x=[xs[j] for j in keep], y=[ys[j] for j in keep], name=run["name"], legendgroup=run["name"],
+                showlegend=col == 1, mode="lines" if part == "loss" else "lines+markers", line=style,
+                marker=dict(size=5, color=style["color"]),
+                hovertemplate=f"{run['name']}<br>{x_title} %{{x:,}}<br>{label} %{{y:.4g}}<extra></extra>"),
+                row=1, col=col)
+    losses = [v for run in runs for v in run["loss"][1]]
+    fig.update_yaxes(type="log" if losses and min(losses) > 0 else "linear", title="loss", row=1, col=1)
+    if metric:
+        values = [v for run in runs for v in run["metric"][1]]
+        if "accuracy" in metric:
+            fig.update_yaxes(title=metric, range=[0, 1.02], row=1, col=2)
+        else:
+            fig.update_yaxes(title=metric, type="log" if values and min(values) > 0 else "linear", row=1, col=2)
+    fig.update_xaxes(title=x_title)
+    return _finish(fig, "", height=340, margin=dict(l=50, r=10, t=30, b=40),
+                   legend=dict(orientation="h", y=-0.25, yanchor="top"))

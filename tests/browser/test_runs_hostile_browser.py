@@ -28,7 +28,7 @@ def test_the_runs_page_lists_corrupt_runs_and_downloads_only_inside_a_run(hostil
     assert body.count("files are damaged") == len(CORRUPT)
     for run_id in [*CORRUPT, *HOSTILE]:
         assert run_id in body
-    buttons = page.locator("[data-testid='stDownloadButton'] button")
+    buttons = page.locator("[data-testid='stDownloadButton'] button", has_text="Download checkpoint")
     assert buttons.count() == 1, [b.inner_text() for b in buttons.all()]  # the good run's only
     with page.expect_download() as download:
         buttons.first.click()
@@ -38,3 +38,11 @@ def test_the_runs_page_lists_corrupt_runs_and_downloads_only_inside_a_run(hostil
         assert sorted(archive.namelist()) == ["model.json", "model.safetensors"]
         data = b"".join(archive.read(n) for n in archive.namelist())
     assert b"root:x:0:0" not in data
+    exports = page.locator("[data-testid='stDownloadButton']", has_text="Export run")
+    assert exports.count() == 1 + len(HOSTILE), [b.inner_text() for b in exports.all()]  # good run + the two hostile
+    for i in range(exports.count()):  # a run's export reads only its run.json, state.json and progress.jsonl
+        with page.expect_download() as download:
+            exports.nth(i).get_by_role("button").first.click()
+        download.value.save_as(tmp_path / f"run{i}.zip")
+        with zipfile.ZipFile(tmp_path / f"run{i}.zip") as archive:
+            assert b"root:x:0:0" not in b"".join(archive.read(n) for n in archive.namelist())
