@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 STATUSES = ("finished", "early_stopped", "diverged", "cancelled")
+_END = object()  # the end of the batches
 
 
 @dataclass
@@ -90,6 +91,7 @@ def fit(
     on_eval: Callable[[int, dict, float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    start: float | None = None,
 ) -> Fit:
     """Train ``model`` for up to ``total_steps`` batches of ``batches``; see the module docstring.
 
@@ -103,13 +105,55 @@ def fit(
         on_eval: ``on_eval(step, metrics, train_loss)`` after each evaluation, ``train_loss`` being
             the mean training loss since the previous evaluation.
         clip: gradient-norm clipping threshold (0 = none; the norm is still checked for finiteness).
+        start: the ``time.perf_counter()`` that ``elapsed`` counts from (default: now; a recipe passes
+            its own start so that setting up the data counts too).
+
+    If ``batches`` runs out before ``total_steps``, the run ends there, evaluated as after a last step.
     """
-    start = time.perf_counter()
+    for name, value in (("total_steps", total_steps), ("log_every", log_every), ("eval_every", eval_every or 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    start = time.perf_counter() if start is None else start
     eval_every = eval_every or total_steps
     out = Fit(status="finished", message="", steps=0)
-    best_state, since_best = None, 0
-    running, running_n, since_eval, since_eval_n = 0.0, 0, 0.0, 0
+    best_state = None
+    state = {"since_best": 0, "running": 0.0, "running_n": 0, "since_eval": 0.0, "since_eval_n": 0}
     params = [p for p in model.parameters() if p.requires_grad]
+
+    def report(step: int, is_eval: bool) -> bool:
+        """Log (and evaluate, select, early-stop); True when the run must stop."""
+        nonlocal best_state
+        entry = {"step": step, "loss": state["running"] / max(state["running_n"], 1),
+                 "elapsed": time.perf_counter() - start}
+        state.update(running=0.0, running_n=0)
+        if is_eval:
+            entry["metrics"] = evaluate(model)
+        out.history.append(entry)
+        if on_progress is not None:
+            on_progress(Progress(step, total_steps, entry["loss"], dict(entry.get("metrics", {})), entry["elapsed"]))
+        if not is_eval:
+            return False
+        if on_eval is not None:
+            on_eval(step, entry["metrics"], state["since_eval"] / max(state["since_eval_n"], 1))
+        state.update(since_eval=0.0, since_eval_n=0)
+        if score is None:
+            return False
+        value = score(entry["metrics"])
+        if not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
+            out.status = "diverged"
+            out.message = f"diverged at step {step}: a validation metric is not finite ({entry['metrics']})"
+            return True
+        if out.best_score is None or value > out.best_score:
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            out.best_score, out.best_step, state["since_best"] = value, step, 0
+            return False
+        state["since_best"] += 1
+        if patience and state["since_best"] >= patience:
+            out.status = "early_stopped"
+            out.message = f"early stop at step {step}: no validation improvement in {patience} evaluations"
+            return True
+        return False
+
     step = 0
     model.train()
     iterator = iter(batches)
@@ -117,9 +161,12 @@ def fit(
         if should_stop is not None and should_stop():
             out.status, out.message = "cancelled", f"cancelled at step {step}"
             break
-        try:
-            batch = next(iterator)
-        except StopIteration:
+        batch = next(iterator, _END)
+        if batch is _END:  # the data ran out early: end as after a last step
+            if evaluate is not None and state["since_eval_n"]:
+                report(step, True)
+            elif state["running_n"]:
+                report(step, False)
             break
         loss = loss_fn(model, batch)
         value = float(loss.detach())
@@ -137,39 +184,13 @@ def fit(
         if scheduler is not None:
             scheduler.step()
         step += 1
-        running, running_n = running + value, running_n + 1
-        since_eval, since_eval_n = since_eval + value, since_eval_n + 1
-
+        state["running"] += value
+        state["running_n"] += 1
+        state["since_eval"] += value
+        state["since_eval_n"] += 1
         is_eval = evaluate is not None and (step % eval_every == 0 or step == total_steps)
-        if step % log_every != 0 and not is_eval:
-            continue
-        entry = {"step": step, "loss": running / running_n, "elapsed": time.perf_counter() - start}
-        running, running_n = 0.0, 0
-        if is_eval:
-            entry["metrics"] = evaluate(model)
-        out.history.append(entry)
-        if on_progress is not None:
-            on_progress(Progress(step, total_steps, entry["loss"], dict(entry.get("metrics", {})), entry["elapsed"]))
-        if not is_eval:
-            continue
-        if on_eval is not None:
-            on_eval(step, entry["metrics"], since_eval / since_eval_n)
-        since_eval, since_eval_n = 0.0, 0
-        if score is None:
-            continue
-        value = score(entry["metrics"])
-        if not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else (value,))):
-            out.status, out.message = "diverged", f"diverged at step {step}: the validation score is {value}"
+        if (step % log_every == 0 or is_eval) and report(step, is_eval):
             break
-        if out.best_score is None or value > out.best_score:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            out.best_score, out.best_step, since_best = value, step, 0
-        else:
-            since_best += 1
-            if patience and since_best >= patience:
-                out.status = "early_stopped"
-                out.message = f"early stop at step {step}: no validation improvement in {patience} evaluations"
-                break
     out.steps = step
     if best_state is not None:
         model.load_state_dict(best_state)

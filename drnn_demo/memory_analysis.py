@@ -1,4 +1,4 @@
-"""Memory & stability: train cells on memory tasks and measure what the page plots.
+"""Memory & stability: the cells, their memory tasks, and what the page measures on them.
 
 The tasks (:data:`MEMORY_TASKS`): copy memory (``K`` symbols, a gap of ``L`` blanks, recall) and
 sequential / permuted digits (an 8 x 8 handwritten digit read one pixel per step, classified at
@@ -6,20 +6,18 @@ the end: sMNIST / pMNIST in miniature).
 
 Everything the "Memory & stability" page shows comes from here, as plain numbers:
 
-- cross-entropy against iteration, with the task's baseline: ``K ln 8 / (L + 2K)`` of "blank,
-  then guess" for copy memory, ``ln 10`` of a uniform guess for digits (:func:`train_memory_model`
-  records it; :attr:`MemoryRun.history`);
+- the task's baseline cross-entropy (:func:`baseline_loss`): ``K ln 8 / (L + 2K)`` of "blank,
+  then guess" for copy memory, ``ln 10`` of a uniform guess for digits;
 - the gradient norm ``||dL/ds_t||`` of the recurrent state over time (:func:`state_gradient_norms`),
   which shows whether the loss at the recall (or read-out) steps reaches the first input steps;
-- asRNN's saturation levels ``|s| + eps`` (:func:`saturation_levels`) and how they move during
-  training (:attr:`MemoryRun.snapshots`);
+- asRNN's saturation levels ``|s| + eps`` (:func:`saturation_levels`);
 - the orthogonality error ``||W_hh^T W_hh - I||_F`` (:func:`orthogonality_error`).
 
 Each cell trains with the optimiser its paper uses (:data:`MEMORY_SPECS`): RMSprop with a
 separate, smaller learning rate on the orthogonal parameters for asRNN and expRNN (as the asRNN
-reference code), RMSprop for LSTM, SRU and LRN. :func:`pretrain_memory_models` writes the small
-checkpoints the page opens with (``pretrained/<task>_<cell>.{safetensors,json}``), the card
-carrying the training curve, the snapshots and the gradient norms at initialisation and at the end.
+reference code), RMSprop for LSTM, SRU and LRN. The training itself (the curves, the snapshots of
+these measures as the cells learn, the pretrained models and the "memory" run kind) is
+:mod:`drnn_demo.recipes.memory`.
 """
 
 from __future__ import annotations

@@ -430,7 +430,7 @@ class Trainer:
                    evaluate=lambda m: evaluate(m, task, x_val, y_val), eval_every=cfg.eval_every,
                    score=lambda metrics: sign * metrics[task.metric], patience=cfg.patience, clip=cfg.clip,
                    scheduler=scheduler, log_every=cfg.log_every, on_progress=self.on_progress,
-                   should_stop=self.should_stop)
+                   should_stop=self.should_stop, start=start)
         status, message, best_step = done.status, done.message, done.best_step
         if best_step is None and not _finite_state(model):  # diverged before the first evaluation: back to the start
             torch.manual_seed(cfg.seed)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 @dataclass
 class Progress:
-    """The same fields as drnn_demo.training.Progress (the worker reads them by name)."""
+    """The same fields as drnn_demo.loop.Progress (the worker reads them by name)."""
 
     step: int
     total_steps: int

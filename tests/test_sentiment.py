@@ -142,3 +142,16 @@ def test_the_trainer_validates_and_tests_on_held_out_sentences_only():
         assert rows == {tuple(ids.tolist()) for ids, _ in task.encoded(split)}  # exactly the held-out sentences
         assert rows - train  # (and not the training ones)
         assert torch.equal(task.eval_set(split, 10, seed=4)[1], y)  # fixed: size and seed do not change it
+
+
+def test_a_run_cancelled_before_its_first_epoch_ends_keeps_the_initial_weights_and_says_cancelled():
+    torch.manual_seed(0)
+    reference = SequenceModel("lrn", {"hidden_size": 8, "activation": "identity"}, input_size=8, output_size=2,
+                              vocab_size=S.Sentiment(min_count=2).vocab_size, readout="last")
+    polls = []
+    result = train_sentiment(hidden_size=8, embedding_size=8, epochs=2, baseline=False,
+                             should_stop=lambda: polls.append(1) or len(polls) > 5)
+    assert result.status == "cancelled" and result.history == [] and result.best_epoch == 0
+    for name, value in reference.state_dict().items():
+        assert torch.equal(result.model.state_dict()[name], value), name
+

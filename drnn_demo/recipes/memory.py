@@ -158,13 +158,13 @@ def train_memory_model(
     def record(progress: Progress) -> None:
         run.history["step"].append(progress.step)
         run.history["loss"].append(progress.loss)
-        if on_progress is not None:
-            on_progress(progress)
+        if on_progress is not None:  # the snapshots' metrics are the card's, not the run's progress
+            on_progress(replace(progress, metrics={}))
 
     done = fit(model, optimizer, fresh_batches(), lambda m, batch: task.loss(m(batch[0]), batch[1]), steps,
                evaluate=lambda m: _validate(m, task, x_val, y_val), eval_every=snapshot_every, clip=spec.clip,
                log_every=1, on_eval=lambda step, metrics, _: run.snapshots.append(_snapshot(model, step, metrics)),
-               on_progress=record, should_stop=should_stop)
+               on_progress=record, should_stop=should_stop, start=start)
     run.status = done.status
     if run.snapshots[-1]["step"] != done.steps:  # cancelled or diverged between snapshots
         run.snapshots.append(_snapshot(model, done.steps, _validate(model, task, x_val, y_val)))

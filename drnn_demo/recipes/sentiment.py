@@ -40,6 +40,8 @@ class SentimentResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     elapsed: float = 0.0
+    status: str = "finished"  # or "early_stopped", "diverged", "cancelled" (drnn_demo.loop.STATUSES)
+    message: str = ""
 
     def card(self, **extra) -> dict:
         """A JSON model card for :func:`drnn_demo.checkpoints.save_checkpoint`: the training config
@@ -116,14 +118,24 @@ def train_sentiment(
             hook = model.embedding.register_forward_hook(lambda m, _, out: F.dropout(out, dropout, m.training))
         generator = torch.Generator().manual_seed(seed)
         per_epoch = sum(1 for _ in length_batches(data["train"], batch_size, None))
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         history: list[dict] = []
+        epoch_loss = [0.0, 0]  # this epoch's sum of loss x sentences, and its sentences
+
+        def sentence_loss(m, batch) -> torch.Tensor:
+            loss = F.cross_entropy(m(batch[0]), batch[1])
+            epoch_loss[0] += float(loss.detach()) * len(batch[1])
+            epoch_loss[1] += len(batch[1])
+            return loss
 
         def validate(m) -> dict:
             val = evaluate_sentences(m, data["val"])
             history.append({"epoch": len(history) + 1, "val": val})
             return {"val_accuracy": val["accuracy"], "val_cross_entropy": val["cross_entropy"]}
 
-        def epoch_done(step: int, metrics: dict, train_loss: float) -> None:
+        def epoch_done(step: int, metrics: dict, _: float) -> None:
+            train_loss = epoch_loss[0] / epoch_loss[1]  # the mean over the epoch's sentences
+            epoch_loss[:] = [0.0, 0]
             history[-1].update(loss=train_loss, elapsed=time.perf_counter() - start)
             if log is not None:
                 log(f"epoch {history[-1]['epoch']}: train loss {train_loss:.4f}, "
@@ -131,13 +143,14 @@ def train_sentiment(
 
         epochs_of_batches = itertools.chain.from_iterable(
             length_batches(data["train"], batch_size, generator) for _ in range(epochs))
-        done = fit(model, optimizer, epochs_of_batches, lambda m, batch: F.cross_entropy(m(batch[0]), batch[1]),
-                   epochs * per_epoch, evaluate=validate, eval_every=per_epoch,
-                   score=lambda metrics: (metrics["val_accuracy"], -metrics["val_cross_entropy"]),
+        done = fit(model, optimizer, epochs_of_batches, sentence_loss, epochs * per_epoch, evaluate=validate,
+                   eval_every=per_epoch, score=lambda metrics: (metrics["val_accuracy"], -metrics["val_cross_entropy"]),
                    patience=patience, clip=1.0, log_every=PROGRESS_EVERY, on_eval=epoch_done,
-                   on_progress=on_progress, should_stop=should_stop)
+                   on_progress=on_progress, should_stop=should_stop, start=start)
         if hook is not None:
             hook.remove()
+        if done.best_step is None:  # stopped before the first epoch's validation: back to the initial weights
+            model.load_state_dict(initial)
         model.eval()
         metrics = {split: evaluate_sentences(model, data[split]) for split in SPLITS}
         config = {"hidden_size": hidden_size, "embedding_size": embedding_size, "activation": activation,
@@ -149,6 +162,7 @@ def train_sentiment(
             baseline=bag_of_words_baseline(min_count) if baseline else None,
             history=history,
             best_epoch=(done.best_step or 0) // per_epoch, elapsed=time.perf_counter() - start,
+            status=done.status, message=done.message,
         )
     finally:
         torch.set_num_threads(previous)
@@ -188,13 +202,13 @@ def run_sentiment_job(config: dict, on_progress: Callable, should_stop: Callable
     result = train_sentiment(**kwargs, threads=None, log=print, should_stop=should_stop, on_progress=on_progress)
     card = result.card(name=f"{PRETRAINED_NAME}_{run_dir.name}", run_id=run_dir.name)
     checkpoint = save_checkpoint(Path(run_dir) / "model.safetensors", result.model, card)
-    cancelled = should_stop()
     epochs = len(result.history)
     test, val = result.metrics["test"], result.metrics["val"]
     message = (f"LRN ({result.config['activation']}, H={result.config['hidden_size']}): test accuracy "
                f"{test['accuracy']:.3f} (validation {val['accuracy']:.3f}, best epoch {result.best_epoch} of {epochs})")
-    status = "cancelled" if cancelled else "early_stopped" if epochs < result.config["epochs"] else "finished"
-    return {"status": status, "message": message, "checkpoint": checkpoint,
+    if result.message:
+        message += f"; {result.message}"
+    return {"status": result.status, "message": message, "checkpoint": checkpoint,
             "metrics": {"val_accuracy": val["accuracy"], "test_accuracy": test["accuracy"],
                         "test_cross_entropy": test["cross_entropy"]}}
 

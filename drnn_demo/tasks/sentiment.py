@@ -93,9 +93,8 @@ class Sentiment(Task):
         - x: ``(n, L)`` long token ids, left-padded with ``<pad>`` (0) to the longest of the ``n``
         - y: ``(n,)`` long, 0 negative / 1 positive
 
-    The generic :class:`~drnn_demo.training.Trainer` draws its validation and test sets through
-    ``sample`` too, i.e. from ``split``; for honest numbers use :meth:`eval_sets` (or
-    :func:`train_sentiment`, which does).
+    The generic :class:`~drnn_demo.training.Trainer` trains on ``sample`` (``split``) and
+    validates and tests on :meth:`eval_set`, i.e. on the fixed held-out splits.
     """
 
     name = "sentiment"
