@@ -33,7 +33,7 @@ from .models.common import (
 )
 from .training import LR_SCHEDULES, MAX_EVAL_SIZE, MAX_STEP_FLOATS, TrainConfig, config_field_docs
 
-MODEL_CHOICES = ("delayed", "stacked", "bidirectional")
+MODEL_CHOICES = ("delayed", "stacked", "bidirectional", "lrn", "sru", "asrnn")
 EXIT_DIVERGED, EXIT_CANCELLED = 3, 130
 
 # The command line's own limits, checked before anything is built or trained, next to the library's
@@ -204,7 +204,13 @@ def _add_train(subparsers) -> None:
                "--hidden-size 64 --steps 3000 --seed 0 --out runs/reversal-d19",
     )
     task = p.add_argument_group("task")
-    task.add_argument("--task", default="reversal", choices=_task_names(), help="the task to train on")
+    task.add_argument("--task", default=None, choices=_task_names(), help="the task to train on (default: reversal)")
+    task.add_argument("--data", default=None, metavar="FILE",
+                      help="train on your own data: a CSV/TSV of text,label (classification), CoNLL-U or a "
+                           "token/tag file (tagging); checked, stored in the runs directory's datasets/ and "
+                           "trained as task user_data (see drnn_demo.tasks.user_data)")
+    task.add_argument("--data-format", default="auto", choices=("auto", "csv", "tsv", "conllu", "tokens"),
+                      help="the format of --data (auto: from the file name, then its first line)")
     task.add_argument("--task-arg", action="append", type=_task_arg, default=[], metavar="KEY=VALUE",
                       help="a task constructor argument, repeatable (e.g. --task-arg acausal=3); "
                            "values are parsed as JSON when possible")
@@ -215,7 +221,8 @@ def _add_train(subparsers) -> None:
 
     model = p.add_argument_group("model")
     model.add_argument("--model", default="delayed", choices=MODEL_CHOICES,
-                       help="delayed: one layer with output delay; stacked / bidirectional: the baselines")
+                       help="delayed: one layer with output delay; stacked / bidirectional: the baselines; "
+                            "lrn / sru / asrnn: those cells, one layer of --hidden-size units")
     model.add_argument("--cell", default="lstm", choices=CELLS, help="recurrent cell")
     model.add_argument("--nonlinearity", default="tanh", choices=NONLINEARITIES, help="for --cell rnn only")
     model.add_argument("--delay", type=int, default=None, help="output delay d (delayed model only; default 0)")
@@ -420,14 +427,15 @@ def config_from_args(args: argparse.Namespace):
     """The :class:`~drnn_demo.training.TrainConfig` for parsed ``train`` arguments (ValueError if inconsistent)."""
     from .tasks import task_arguments
 
+    task = args.task or "reversal"
     task_args = dict(args.task_arg)
-    allowed = task_arguments(args.task)
+    allowed = task_arguments(task)
     for flag, key in (("--length", "length"), ("--classes", "classes")):
         value = getattr(args, key)
         if value is None:
             continue
         if key not in allowed:
-            raise ValueError(f"{flag} does not apply to task {args.task!r} (its arguments: {sorted(allowed)}); "
+            raise ValueError(f"{flag} does not apply to task {task!r} (its arguments: {sorted(allowed)}); "
                              f"use --task-arg")
         if key in task_args and task_args[key] != value:
             raise ValueError(f"{flag} {value} contradicts --task-arg {key}={task_args[key]}")
@@ -441,6 +449,11 @@ def config_from_args(args: argparse.Namespace):
             raise ValueError("--layers/--hidden-sizes apply to --model stacked or bidirectional; "
                              "a delayed model has one layer of --hidden-size units")
         core_args.update(hidden_size=args.hidden_size, delay=args.delay or 0)
+    elif args.model in ("lrn", "sru", "asrnn"):
+        if args.delay or args.layers is not None or args.hidden_sizes is not None:
+            raise ValueError(f"--delay/--layers/--hidden-sizes do not apply to --model {args.model}: one layer of "
+                             "--hidden-size units")
+        core_args = {"hidden_size": args.hidden_size, **({"num_layers": 1} if args.model == "sru" else {})}
     else:
         if args.delay:
             raise ValueError(f"--delay applies to --model delayed only, not {args.model!r}")
@@ -454,7 +467,7 @@ def config_from_args(args: argparse.Namespace):
                 raise ValueError(f"--layers must be a positive integer, got {layers}")
             sizes = [args.hidden_size] * layers
         core_args["hidden_sizes"] = sizes
-    return TrainConfig(task=args.task, task_args=task_args, model={"core": args.model, "core_args": core_args},
+    return TrainConfig(task=task, task_args=task_args, model={"core": args.model, "core_args": core_args},
                        **{name: getattr(args, name) for name in CONFIG_FLAGS})
 
 
@@ -548,6 +561,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     problem = check_train_args(args)
     if problem:
         return _fail(problem)
+    if args.data is not None:
+        problem = _store_data(args)
+        if problem:
+            return _fail(problem)
     try:
         config = config_from_args(args)
     except ValueError as err:
@@ -606,6 +623,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"test {name}: {value:.6g}")
         print(f"checkpoint: {path}")
     return {"diverged": EXIT_DIVERGED, "cancelled": EXIT_CANCELLED}.get(result.status, 0)
+
+
+def _store_data(args: argparse.Namespace) -> str | None:
+    """``--data``: check and store the file, then train task ``user_data`` on it (a message if refused)."""
+    from .tasks.user_data import UserDataError, store_dataset
+
+    if args.task not in (None, "user_data"):
+        return f"--data trains on your file (task user_data); it does not go with --task {args.task}"
+    try:
+        info = store_dataset(args.data, fmt=args.data_format)
+    except UserDataError as err:
+        return f"--data {args.data}: {err}"
+    counts = ", ".join(f"{label} {n:,}" for label, n in list(info.counts.items())[:8])
+    print(f"data set {info.id}: {info.examples:,} {'rows' if info.problem == 'classification' else 'sentences'} "
+          f"({info.problem}; {counts}{', ...' if len(info.counts) > 8 else ''}), split "
+          + "/".join(f"{info.split_sizes[s]:,}" for s in ("train", "val", "test"))
+          + f" train/val/test, stored in {info.path}", file=sys.stderr, flush=True)
+    args.task = "user_data"
+    args.task_arg = [(k, v) for k, v in args.task_arg if k != "dataset"] + [("dataset", info.id)]
+    return None
 
 
 def _remove_empty(directories: list[Path]) -> None:

@@ -201,6 +201,8 @@ class TrainResult:
             "message": self.message,
             "history": self.history,
         }
+        if hasattr(self.task, "card_entries"):  # a task on a stored data set: its vocabulary and labels
+            card.update(self.task.card_entries())
         card.update(extra)
         return card
 

@@ -1,7 +1,7 @@
 """AppTest: the LRN gates page predicts, draws the unfolded weights (checked against a slow loop over the
 model's own gates), reacts to its widgets, says clearly what it does with empty, unknown and very long
-input, points at the deciding keyword in the synthetic mode, and trains an LRN in a background run
-that it then shows."""
+input, points at the deciding keyword in the synthetic mode, sets the gates beside captum's attributions
+with their test-set agreement, and trains an LRN in a background run that it then shows (and measures)."""
 
 import time
 
@@ -9,13 +9,16 @@ import numpy as np
 import torch
 from apptest_helpers import figure_titled, figures, open_page
 
+from drnn_demo.checkpoints import PRETRAINED_DIR, load_checkpoint
+from drnn_demo.recipes.lrn_analysis import token_scores
 from drnn_demo.recipes.sentiment import load_pretrained_sentiment
 from drnn_demo.tasks.sentiment import encode
 
 LRN = "views/lrn_gates.py"
 DEFAULT = "The food was great and the service was friendly!"
 TITLES = ("share of the decision", "Weight w[t, k]", "Decay of each token", "Input gates and forget chains",
-          "tanh vs identity")
+          "tanh vs identity", "Gate weights beside gradient attributions", "Do the gates rank the tokens")
+FIGURES = len(TITLES)
 
 
 def metric(at, label: str) -> str:
@@ -120,7 +123,7 @@ def test_empty_unknown_and_very_long_input_get_a_clear_message():
 
     at.text_area(key="lrn_text").input("great").run()  # one word: 1 x 1 weights, every figure still drawn
     assert not at.exception
-    assert metric(at, "Words") == "1" and len(figures(at)) == 5
+    assert metric(at, "Words") == "1" and len(figures(at)) == FIGURES
 
     long_text = " ".join(["the service was slow but the food was great"] * 223)[: 2000 * 6]
     words = len(long_text.split())
@@ -140,7 +143,7 @@ def test_stale_links_fall_back_to_what_exists():
     at.selectbox(key="lrn_unit").set_value(31).run()
     at.segmented_control(key="lrn_mode").set_value("Last keyword").run()  # H = 16 there
     assert not at.exception
-    assert at.selectbox(key="lrn_unit").value == -1 and len(figures(at)) == 5
+    assert at.selectbox(key="lrn_unit").value == -1 and len(figures(at)) == FIGURES
 
 
 def test_slider_extremes_and_the_synthetic_mode():
@@ -149,7 +152,7 @@ def test_slider_extremes_and_the_synthetic_mode():
     assert metric(at, "Ground truth (last keyword)").startswith("class")
     for value in (49, 0):
         at.slider(key="lrn_example").set_value(value).run()
-        assert not at.exception and len(figures(at)) == 5
+        assert not at.exception and len(figures(at)) == FIGURES
     for size in (4, 128):
         at.select_slider(key="lrn_hidden").set_value(size).run()
         assert any(b.label == f"Train H = {size}, g = identity" for b in at.button)
@@ -189,6 +192,11 @@ def test_training_in_the_background_then_shows_the_new_model():
     assert at.success and "test accuracy" in at.success[0].value
     assert at.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
     assert any("H = 4, g = identity" in c.value for c in at.caption)
+    at.button(key="lrn_agree_button").click().run()  # your run has no stored agreement: measured on request
+    assert not at.exception
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[1].startswith("this model (") and len(columns) == 6  # measure, yours, the four shipped
+    assert at.dataframe[0].value.iloc[0, 1] == "277"  # every sentiment test sentence
     assert metric(at, "Prediction") in ("positive", "negative")
     assert len(figure_titled(at, "Input gates and forget chains")["data"][0]["z"]) == 4  # one row per unit
 
@@ -205,3 +213,39 @@ def test_unknown_words_are_counted_and_marked():
     assert any("knows **2 of the 3 words**" in w.value and "zzyzx" in w.value for w in at.warning)
     ticks = figure_titled(at, "share of the decision")["layout"]["xaxis"]["ticktext"]
     assert "zzyzx (&lt;unk&gt;)" in ticks[1]
+
+
+def test_gates_beside_captum_attributions_and_the_agreement_table():
+    at = open_page(LRN)
+    assert not at.exception
+    fig = figure_titled(at, "Gate weights beside gradient attributions")
+    bars = [np.array(t["y"], dtype=float) for t in fig["data"] if t["type"] == "bar"]
+    assert len(bars) == 4 and all(len(b) == 10 for b in bars)  # gate weight, share, IG, gradient x input per word
+    model, vocab, _ = load_pretrained_sentiment()
+    scores, grads = token_scores(model, encode(DEFAULT, vocab))
+    for shown, method in zip(bars, ("gates", "share", "ig", "grad_input"), strict=True):
+        assert np.allclose(shown, scores[method][0], rtol=1e-6, atol=1e-9), method
+    assert "“positive”" in fig["layout"]["title"]["text"] and int(grads.target[0]) == 1
+    assert any("This input, Spearman ρ" in c.value for c in at.caption)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["measure", "sentiment, g = identity", "sentiment, g = tanh",
+                                   "keyword, g = identity", "keyword, g = tanh"]
+    assert table.iloc[0].tolist()[1:] == ["277", "277", "1000", "1000"]
+    said = next(m.value for m in at.markdown if "What the numbers say" in m.value)
+    assert "0.60 for g = identity" in said and "16.3% of the test sequences" in said  # the stored numbers, in words
+    agreement = figure_titled(at, "Do the gates rank the tokens")
+    assert {t["name"] for t in agreement["data"]} == {"sentiment, g = identity", "sentiment, g = tanh",
+                                                       "keyword, g = identity", "keyword, g = tanh"}
+
+    at.text_area(key="lrn_text").input("great").run()  # one word: no rank correlation, said so
+    assert not at.exception
+    assert any("gate weight ↔ integrated gradients undefined" in c.value for c in at.caption)
+
+    at.segmented_control(key="lrn_mode").set_value("Last keyword").run()
+    at.text_input(key="lrn_seq").input("d1 K1.0 d2 d3 K0.1 d4 d5 d6").run()
+    assert not at.exception
+    fig = figure_titled(at, "Gate weights beside gradient attributions")
+    ig = np.array([t for t in fig["data"] if t["type"] == "bar"][2]["y"], dtype=float)
+    assert int(ig.argmax()) == 4  # integrated gradients point at the last keyword, K0.1
+    model, _ = load_checkpoint(PRETRAINED_DIR / "lrn_keyword.safetensors")
+    assert np.allclose(ig, token_scores(model, torch.tensor([1, 22, 2, 3, 21, 4, 5, 6]))[0]["ig"][0], atol=1e-9)

@@ -20,6 +20,7 @@ from .mlm import MaskedCharLM
 from .reversal import Reversal, reversal_best_accuracy
 from .sentiment import Sentiment
 from .sine import SineFiltering, sine_filter, sine_irreducible_mse
+from .user_data import UserData
 
 TASKS: dict[str, type[Task]] = {
     "reversal": Reversal,
@@ -29,6 +30,7 @@ TASKS: dict[str, type[Task]] = {
     "sentiment": Sentiment,
     "digits": Digits,
     "mlm": MaskedCharLM,
+    "user_data": UserData,  # a stored upload: drnn_demo.tasks.user_data
 }
 
 
@@ -64,6 +66,6 @@ def build_task(name: str, **args) -> Task:
 
 __all__ = [
     "IGNORE_INDEX", "TASKS", "CopyMemory", "Digits", "LastKeyword", "MaskedCharLM", "Reversal", "Sentiment",
-    "SineFiltering", "Task", "build_task",
+    "SineFiltering", "Task", "UserData", "build_task",
     "reversal_best_accuracy", "sine_filter", "sine_irreducible_mse", "task_arguments",
 ]

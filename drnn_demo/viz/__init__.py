@@ -5,6 +5,7 @@ are explicit, hover text carries the real numbers, and long histories are downsa
 ``style`` holds the shared look; each other module holds one page's figures. Pages use ``viz.<figure>``.
 """
 
+from .attributions import ATTRIBUTION_WEIGHT_COLOR, agreement_chart, attribution_bars
 from .connectivity import CONNECTIVITY_DECADES, CONNECTIVITY_SCALE, CONNECTIVITY_ZERO, connectivity_map
 from .delayed import metric_vs_delay, position_heatmap, sequence_panels
 from .equivalence import block_matrix, eps_curve, influence_map, layer_errors, layer_overlay
@@ -36,6 +37,7 @@ from .runs import runs_overlay, training_curves
 from .style import DIVERGING, LAYOUT, PALETTE, SEQUENTIAL, downsample
 
 __all__ = [
+    "ATTRIBUTION_WEIGHT_COLOR", "agreement_chart", "attribution_bars",
     "BASELINE_COLOR", "CONNECTIVITY_DECADES", "CONNECTIVITY_SCALE", "CONNECTIVITY_ZERO", "DIVERGING", "LAYOUT",
     "LRN_MARK_COLOR", "LRN_OTHER_COLOR", "LRN_SIDE_COLORS", "LRN_TICK_LIMIT", "LRN_UNKNOWN_COLOR",
     "LRN_WEIGHT_SCALE", "MEMORY_CELL_COLORS", "MEMORY_CELL_NAMES", "PALETTE", "PHASE_COLORS", "SEQUENTIAL",

@@ -1,5 +1,6 @@
-"""The LRN gates page in a real browser: its charts render with no exception box, typing a sentence
-updates the prediction (and lands in the URL), and a shared URL opens the synthetic keyword mode."""
+"""The LRN gates page in a real browser: its charts render with no exception box (the gates beside captum's
+attributions and their agreement among them), typing a sentence updates the prediction (and lands in the URL),
+and a shared URL opens the synthetic keyword mode."""
 
 import time
 
@@ -26,8 +27,18 @@ def test_lrn_page_shows_its_charts_without_exceptions(server, page):
     body = page.inner_text("body")
     assert page.locator(EXCEPTION).count() == 0, body[:2000]
     assert "Traceback" not in body
-    assert page.locator(CHARTS).count() == 5  # shares, w[t, k], decay, gates, tanh vs identity
+    assert page.locator(CHARTS).count() == 7  # shares, w[t, k], decay, gates, tanh vs identity, attributions, agreement
     assert prediction(page) == "positive"
+    attributions = page.locator(CHARTS).filter(has_text="Gate weights beside gradient attributions")
+    attributions.scroll_into_view_if_needed()
+    for row in ("gate weight", "integrated gradients", "gradient × input"):
+        assert attributions.get_by_text(row).first.is_visible(), row  # the aligned bar rows are drawn
+    assert attributions.locator("g.point path").count() >= 4 * 10  # 4 rows of bars, one per word
+    table = page.locator("[data-testid='stDataFrame']").first
+    table.scroll_into_view_if_needed()
+    assert table.is_visible()
+    assert "What the numbers say" in body
+    screenshot(page, "lrn-attributions")
 
 
 def test_typing_a_sentence_updates_the_prediction(server, page):
@@ -48,7 +59,7 @@ def test_typing_a_sentence_updates_the_prediction(server, page):
     assert prediction(page) == "negative"
     assert "lrn_text=" in page.url and "phone" in page.url  # the sentence is in the URL, so it can be shared
     assert page.locator(EXCEPTION).count() == 0
-    assert page.locator(CHARTS).count() == 5
+    assert page.locator(CHARTS).count() == 7
     screenshot(page, "lrn-typed-sentence")
 
 
