@@ -107,8 +107,10 @@ def run_progress(info, show: str = "steps") -> None:
 
 def run_outcome(info) -> None:
     """How a background run ended: green when it finished, amber otherwise, with its message."""
+    status = info.status.replace("_", " ")
+    said = info.message.lower().startswith(status.split()[0])  # "finished 500 steps; ...": no "finished. finished"
     (st.success if info.status in ("finished", "early_stopped") else st.warning)(
-        f"{info.label}: {info.status.replace('_', ' ')}. {info.message}")
+        f"{info.label}: {info.message}" if said else f"{info.label}: {status}. {info.message}")
 
 
 def _run_ids(value) -> list[str]:
