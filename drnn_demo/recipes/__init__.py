@@ -5,7 +5,10 @@
 - :mod:`~drnn_demo.recipes.keyword`: the last-keyword LRNs (the generic :class:`~drnn_demo.training.Trainer`);
 - :mod:`~drnn_demo.recipes.memory`: the memory-task cells with their snapshots, pretrained models and
   the ``"memory"`` run kind;
-- :mod:`~drnn_demo.recipes.pos`: the POS tagger (word + character batches).
+- :mod:`~drnn_demo.recipes.pos`: the POS tagger (word + character batches);
+- :mod:`~drnn_demo.recipes.user_data`: the run config of any cell on an uploaded data set;
+- :mod:`~drnn_demo.recipes.lrn_analysis`: what the LRN gates page measures on the shipped LRNs, and
+  ``python -m drnn_demo.recipes.lrn_analysis``, which regenerates ``results/attributions_agreement.json``.
 
 The generated tasks (reversal, sine, copy, ...) need no recipe: :class:`drnn_demo.training.Trainer`
 is ``fit`` with a fresh seeded batch per step.
