@@ -13,6 +13,8 @@ $(PY):
 $(STAMPS)/app: requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	@# build the LRN/SRU C++ kernels once (cached; about 30 s), so no page waits for them on first use
+	$(PY) -c "from drnn_demo.models import kernels; kernels.available()"
 	mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/dev: requirements-dev.txt $(STAMPS)/app

@@ -2,7 +2,10 @@
 
 This machine is shared and noisy, so absolute times mean little. Each comparison builds its
 cases, warms every case up, then times them interleaved (A, B, C, A, B, C, ...) and reports the
-median of each and its ratio to the comparison's baseline (the first case).
+median of each and its ratio to the comparison's baseline (the first case). Every comparison is
+measured at each thread count of ``--threads`` (default: torch's default and 1), reported side
+by side: torch's fused kernels parallelise over threads, so a ratio can hold on one thread and
+not on two.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from .equivalence import stacked_to_delayed
-from .models import DelayedRNN, StackedRNN
+from .models import DelayedRNN, StackedRNN, kernels
 from .timing import time_interleaved
 
 
@@ -50,6 +53,16 @@ def _training_step(module: nn.Module, x: torch.Tensor) -> Callable[[], object]:
         output.sum().backward()
 
     return run
+
+
+def _torch_ops(run: Callable[[], object]) -> Callable[[], object]:
+    """``run`` with the LRN/SRU recurrences on their torch-op fallback instead of the compiled kernels."""
+
+    def fallback():
+        with kernels.use_kernels(False):
+            return run()
+
+    return fallback
 
 
 def delayed_vs_lstm() -> dict:
@@ -88,9 +101,11 @@ def sru_training() -> dict:
 
     torch.manual_seed(0)
     x = torch.randn(256, 32, 256)
+    model = SRU(256, 256, num_layers=1)
     cases = {
         "nn.LSTM (H=256)": _training_step(nn.LSTM(256, 256), x),
-        "drnn_demo SRU (1 layer, H=256)": _training_step(SRU(256, 256, num_layers=1), x),
+        "drnn_demo SRU (1 layer, H=256)": _training_step(model, x),
+        "drnn_demo SRU, torch-op fallback": _torch_ops(_training_step(model, x)),
     }
     try:
         with warnings.catch_warnings():  # it warns about CUDA and about training on the CPU
@@ -117,9 +132,11 @@ def lrn_training() -> dict:
 
     torch.manual_seed(0)
     x = torch.randn(256, 32, 256)
+    model = LRN(256, 256)
     return {
         "nn.LSTM (H=256)": _training_step(nn.LSTM(256, 256), x),
-        "drnn_demo LRN (1 layer, H=256, tanh)": _training_step(LRN(256, 256), x),
+        "drnn_demo LRN (1 layer, H=256, tanh)": _training_step(model, x),
+        "drnn_demo LRN, torch-op fallback": _torch_ops(_training_step(model, x)),
     }
 
 
@@ -139,6 +156,7 @@ def lrn_forward() -> dict:
         "input projection W x + b (3H x D matmul)": projection,
         "LRN forward (tanh)": _inference(lrn, x),
         "LRN forward (identity)": _inference(LRN(256, 256, activation="identity"), x),
+        "LRN forward (tanh), torch-op fallback": _torch_ops(_inference(lrn, x)),
     }
 
 
@@ -163,33 +181,59 @@ COMPARISONS: list[Comparison] = [
     Comparison("delayed_vs_bidirectional", delayed_vs_bidirectional,
                "inference, B=128 T=180 d=10: the delayed LSTM should cost around half a bidirectional one"),
     Comparison("sru_training", sru_training,
-               "training step, B=32 T=256 D=H=256: SRU <= 0.5 x nn.LSTM, and <= 0.33 x the sru package's CPU path "
+               "training step, B=32 T=256 D=H=256: SRU <= 0.5 x nn.LSTM (at every thread count), and <= 0.33 x "
+               "the sru package's CPU path "
                "(divide the two ratios)"),
     Comparison("lrn_training", lrn_training,
-               "training step, B=32 T=256 D=H=256: LRN <= 0.5 x nn.LSTM"),
+               "training step, B=32 T=256 D=H=256: LRN <= 0.5 x nn.LSTM (at every thread count)"),
     Comparison("paper_runtime", paper_runtime,
                "inference, B=64 T=100 D=64: delayed LSTMs (H=128) against bidirectional and stacked LSTMs at equal "
                "hidden size and at equal parameter count (the paper: equal or faster than bidirectional)"),
     Comparison("lrn_forward", lrn_forward,
-               "inference, B=32 T=256 D=H=256: LRN forward <= 2 x its own input-projection matmul"),
+               "inference, B=32 T=256 D=H=256: LRN forward <= 1.5 x its own input-projection matmul"),
 ]
 
 
-def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2) -> list[dict]:
-    medians = time_interleaved(comparison.build(), repeats, warmup)
-    baseline = next(iter(medians.values()))
-    return [
-        {"comparison": comparison.name, "case": name, "median_ms": 1e3 * m, "ratio": m / baseline}
-        for name, m in medians.items()
-    ]
+def measure(comparison: Comparison, repeats: int = 7, warmup: int = 2, threads: list[int] | None = None) -> list[dict]:
+    """Rows ``{comparison, case, threads, median_ms, ratio}``: the cases built once, then timed
+    (interleaved) at each thread count in turn; ``ratio`` is to the first case at the same count."""
+    threads = threads or [torch.get_num_threads()]
+    cases, previous, rows = comparison.build(), torch.get_num_threads(), []
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            medians = time_interleaved(cases, repeats, warmup)
+            baseline = next(iter(medians.values()))
+            rows += [{"comparison": comparison.name, "case": name, "threads": n, "median_ms": 1e3 * m,
+                      "ratio": m / baseline} for name, m in medians.items()]
+    finally:
+        torch.set_num_threads(previous)
+    return rows
 
 
 def format_table(rows: list[dict]) -> str:
-    width = max(len(r["case"]) for r in rows)
-    lines = [f"{'comparison':<26} {'case':<{width}} {'median ms':>10} {'ratio':>7}"]
-    for r in rows:
-        lines.append(f"{r['comparison']:<26} {r['case']:<{width}} {r['median_ms']:>10.2f} {r['ratio']:>7.2f}")
+    """One line per case, one ``ms  ratio`` column pair per thread count, side by side."""
+    threads = list(dict.fromkeys(r.get("threads", 0) for r in rows))
+    cells = {(r["comparison"], r["case"], r.get("threads", 0)): r for r in rows}
+    keys = list(dict.fromkeys((r["comparison"], r["case"]) for r in rows))
+    width = max(len(case) for _, case in keys)
+    label = lambda n: (f"{n} thread{'s' if n != 1 else ''} ms" if n else "median ms")  # noqa: E731
+    lines = [f"{'comparison':<26} {'case':<{width}}" + "".join(f" | {label(n):>13} {'ratio':>6}" for n in threads)]
+    for comparison, case in keys:
+        line = f"{comparison:<26} {case:<{width}}"
+        for n in threads:
+            r = cells.get((comparison, case, n))
+            line += f" | {r['median_ms']:>13.2f} {r['ratio']:>6.2f}" if r else f" | {'-':>13} {'-':>6}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def thread_counts(values: list[int] | None) -> list[int]:
+    """The thread counts to measure: ``values`` without repeats, or torch's default and 1."""
+    counts = list(dict.fromkeys(values or [torch.get_num_threads(), 1]))
+    if any(n < 1 for n in counts):
+        raise ValueError(f"--threads: thread counts must be >= 1, got {counts}")
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,25 +246,32 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="python -m drnn_demo.bench ui [--help]: the UI latency benchmark")
     parser.add_argument("--only", nargs="*", help="run only comparisons whose name contains one of these")
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per case (median reported)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch thread counts, measured side by side (default: torch's default, then 1)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--list", action="store_true", help="list the comparisons and exit")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     chosen = [c for c in COMPARISONS if not args.only or any(s in c.name for s in args.only)]
     if args.list:
         for c in chosen:
             print(f"{c.name}: {c.expectation}")
         return 0
+    try:
+        threads = thread_counts(args.threads)
+    except ValueError as err:
+        parser.error(str(err))
+    status = kernels.status()
+    how = "compiled kernels" if status["available"] else f"torch ops ({status['error']})"
+    print(f"# LRN/SRU recurrences: {how}; threads: {', '.join(map(str, threads))}", flush=True)
     rows = []
     for comparison in chosen:
         print(f"# {comparison.name}: {comparison.expectation}", flush=True)
-        rows += measure(comparison, repeats=args.repeats)
+        rows += measure(comparison, repeats=args.repeats, threads=threads)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
+            json.dump({"torch": torch.__version__, "threads": threads, "kernels": status["available"],
+                       "rows": rows}, f, indent=2)
     return 0
 
 

@@ -1,15 +1,26 @@
 """LRN: the custom-Function fast path against a plain step-by-step loop of the equations (values,
-gates and gradients), gradcheck in float64, parameter layout, and the torch.nn conventions."""
+gates and gradients), gradcheck in float64, parameter layout, and the torch.nn conventions. The
+reference comparisons run on both paths of the recurrence: the compiled kernel and the torch-op
+fallback (tests/test_kernels.py covers the kernels' own loading, dispatch and threads)."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drnn_demo.models import LRN, MODELS, SequenceModel, build_model
+from drnn_demo.models import LRN, MODELS, SequenceModel, build_model, kernels
 from drnn_demo.models.lrn import LRNRecurrence, lrn_recurrence
 
 pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
+
+
+@pytest.fixture(params=["cpp", "torch"])
+def path(request):
+    """Run the test on the compiled kernel, then on the torch-op fallback."""
+    if request.param == "cpp" and not kernels.available():
+        pytest.skip(f"compiled kernels unavailable: {kernels.status()['error']}")
+    with kernels.use_kernels(request.param == "cpp"):
+        yield request.param
 
 
 def reference_direction(x, weight, bias, ln_weight, h0, activation, reverse):
@@ -76,7 +87,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_forward_and_gradients_equal_reference_loop(config, batch_first):
+def test_forward_and_gradients_equal_reference_loop(config, batch_first, path):
     torch.manual_seed(0)
     model = randomise(LRN(3, 5, batch_first=batch_first, **config))
     x = torch.randn(8, 4, 3, requires_grad=True)  # time first
@@ -104,14 +115,14 @@ def test_forward_and_gradients_equal_reference_loop(config, batch_first):
 
 @pytest.mark.parametrize("activation", ["tanh", "identity"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_recurrence_gradcheck(activation, reverse):
+def test_recurrence_gradcheck(activation, reverse, path):
     torch.manual_seed(1)
     proj = torch.randn(6, 2, 9, requires_grad=True)
     h0 = torch.randn(2, 3, requires_grad=True)
     assert torch.autograd.gradcheck(lambda p, h: lrn_recurrence(p, h, activation, reverse)[0], (proj, h0))
 
 
-def test_module_gradcheck_through_layers_and_norm():
+def test_module_gradcheck_through_layers_and_norm(path):
     torch.manual_seed(2)
     model = randomise(LRN(2, 3, num_layers=2, bidirectional=True, layer_norm=True))
     x = torch.randn(5, 2, 2, requires_grad=True)
@@ -128,20 +139,22 @@ def test_recurrence_matches_reference_for_any_shape(length, batch, hidden, activ
     gen = torch.Generator().manual_seed(length * 100 + batch * 10 + hidden)
     proj = (scale * torch.randn(length, batch, 3 * hidden, generator=gen)).requires_grad_()
     h0 = torch.randn(batch, hidden, generator=gen).requires_grad_()
-    out, i, f = lrn_recurrence(proj, h0, activation, reverse)
     eye = torch.eye(3 * hidden)
     ref_out, ref_i, ref_f = reference_direction(proj, eye, torch.zeros(3 * hidden), None, h0, activation, reverse)
-    torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=0)
-    torch.testing.assert_close(i, ref_i, atol=1e-12, rtol=0)
-    torch.testing.assert_close(f, ref_f, atol=1e-12, rtol=0)
-    g = torch.randn(out.shape, generator=gen)
-    fast = torch.autograd.grad((out * g).sum(), (proj, h0))
+    g = torch.randn(ref_out.shape, generator=gen)
     slow = torch.autograd.grad((ref_out * g).sum(), (proj, h0))
-    for a, b in zip(fast, slow, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    for compiled in (True, False):  # both paths (hypothesis does not mix with function-scoped fixtures)
+        with kernels.use_kernels(compiled):
+            out, i, f = lrn_recurrence(proj, h0, activation, reverse)
+            fast = torch.autograd.grad((out * g).sum(), (proj, h0))
+        torch.testing.assert_close(out, ref_out, atol=1e-12, rtol=0)
+        torch.testing.assert_close(i, ref_i, atol=1e-12, rtol=0)
+        torch.testing.assert_close(f, ref_f, atol=1e-12, rtol=0)
+        for a, b in zip(fast, slow, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
-def test_float32_fast_path_matches_float64_reference():
+def test_float32_fast_path_matches_float64_reference(path):
     """The bench runs float32: the loop's tanh(a) = 2 sigmoid(2a) - 1 must stay accurate there."""
     torch.manual_seed(3)
     model = randomise(LRN(16, 32, num_layers=2))
@@ -243,7 +256,7 @@ def test_bad_inputs_raise_value_error():
         lrn_recurrence(torch.randn(2, 1, 3), torch.zeros(1, 1), "relu")
 
 
-def test_gates_are_not_differentiable_and_long_identity_runs_stay_finite():
+def test_gates_are_not_differentiable_and_long_identity_runs_stay_finite(path):
     torch.manual_seed(7)
     proj = torch.randn(3000, 2, 12, requires_grad=True)
     out, i, f = LRNRecurrence.apply(proj, torch.zeros(2, 4), False, False)

@@ -1,6 +1,7 @@
 """SRU: the fused recurrence against a plain loop of the equations (values and gradients),
 gradcheck of the hand-written backward, dropout semantics, and state_dict compatibility with the
-installed ``sru`` package 2.6 (same outputs and gradients after loading its weights)."""
+installed ``sru`` package 2.6 (same outputs and gradients after loading its weights). The
+reference comparisons run on both paths: the compiled kernel and the torch-op fallback."""
 
 import math
 import warnings
@@ -10,10 +11,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drnn_demo.models import SRU, SequenceModel, build_model
+from drnn_demo.models import SRU, SequenceModel, build_model, kernels
 from drnn_demo.models.sru import SRUCell, sru_recurrence
 
 pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
+
+
+@pytest.fixture(params=["cpp", "torch"])
+def path(request):
+    """Run the test on the compiled kernel, then on the torch-op fallback."""
+    if request.param == "cpp" and not kernels.available():
+        pytest.skip(f"compiled kernels unavailable: {kernels.status()['error']}")
+    with kernels.use_kernels(request.param == "cpp"):
+        yield request.param
 
 
 def reference_layer(cell: SRUCell, x, c0):
@@ -87,7 +97,7 @@ CONFIGS = [
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("input_size", [3, 4, 8])  # 4 = H (k=3), 8 = 2H (k=3 when bidirectional), 3 (k=4)
-def test_equals_reference_loop_values_and_gradients(config, input_size):
+def test_equals_reference_loop_values_and_gradients(config, input_size, path):
     torch.manual_seed(0)
     model = perturb(SRU(input_size, 4, **config))
     x = torch.randn(6, 3, input_size, requires_grad=True)
@@ -111,18 +121,20 @@ def test_any_shape_equals_reference_loop(L, B, D, H, bidirectional, layers, batc
     torch.manual_seed(seed)
     model = perturb(SRU(D, H, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first), seed=seed)
     x = torch.randn((B, L, D) if batch_first else (L, B, D))
-    out, c_n = model(x)
     ref, ref_c = reference_sru(model, x)
-    assert out.shape == ((B, L, model.output_size) if batch_first else (L, B, model.output_size))
-    assert c_n.shape == (layers, B, model.output_size)
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
-    torch.testing.assert_close(c_n, ref_c, rtol=0, atol=1e-12)
+    for compiled in (True, False):  # both paths (hypothesis does not mix with function-scoped fixtures)
+        with kernels.use_kernels(compiled):
+            out, c_n = model(x)
+        assert out.shape == ((B, L, model.output_size) if batch_first else (L, B, model.output_size))
+        assert c_n.shape == (layers, B, model.output_size)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        torch.testing.assert_close(c_n, ref_c, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("k,skip,mask,scale", [(3, True, False, 1.0), (3, True, False, 1.7), (3, False, False, 1.0),
                                                (4, False, False, 1.0), (3, True, True, 1.3), (4, False, True, 1.0),
                                                (3, False, True, 1.0)])
-def test_recurrence_backward_passes_gradcheck(k, skip, mask, scale):
+def test_recurrence_backward_passes_gradcheck(k, skip, mask, scale, path):
     torch.manual_seed(1)
     L, B, N = 5, 2, 3
     u = torch.randn(L, B, k, N, requires_grad=True)
@@ -138,7 +150,7 @@ def test_recurrence_backward_passes_gradcheck(k, skip, mask, scale):
     assert torch.autograd.gradcheck(fn, (u, skip_t, weight_c, bias, c0))
 
 
-def test_dropout_mask_is_drawn_once_per_sequence_and_only_in_training():
+def test_dropout_mask_is_drawn_once_per_sequence_and_only_in_training(path):
     torch.manual_seed(0)
     model = perturb(SRU(4, 6, num_layers=2, dropout=0.5, has_skip_term=False))
     x = torch.randn(9, 5, 4)

@@ -19,6 +19,11 @@ forward and backward time loops over preallocated buffers (a handful of fused to
 step instead of a graph of small autograd nodes). Its backward is a *linear* recurrence for the
 state gradient, ``dh_{t-1} = G_{t-1} + E_t * dh_t``, with every coefficient ``E_t`` computed in
 bulk from the saved gates, so the backward loop is a single kernel per step.
+
+On the CPU (float32/float64) both loops run in a compiled C++ kernel instead
+(:mod:`drnn_demo.models.kernels`: the loop over time in C++, parallel over batch and hidden units,
+one pass over memory per step); the torch-op loops above are the fallback, and the path for
+CUDA and any other device. ``kernels.backend(tensor)`` says which one a tensor takes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import kernels
 from .common import (
     check_choice,
     check_hidden_size,
@@ -58,6 +64,8 @@ class LRNRecurrence(torch.autograd.Function):
 
     Inside the loop ``tanh(a)`` is evaluated as ``2 sigmoid(2a) - 1``: torch's tanh kernel
     splits even small tensors across threads, which costs more than the arithmetic here.
+    CPU tensors run both loops in the compiled kernel (:func:`kernels.lrn_forward` and
+    :func:`kernels.lrn_backward`, same buffers) when it is available; the loops below are the fallback.
     """
 
     @staticmethod
@@ -68,6 +76,23 @@ class LRNRecurrence(torch.autograd.Function):
         # states[0] (forward) or states[L] (reverse) holds h0; the others are the outputs.
         states = proj.new_empty(length + 1, batch, hidden)
         gates = proj.new_empty(length, 2, batch, hidden)  # per step one contiguous (2, B, H) block
+        ctx.kernel = kernels.backend(proj) == "cpp"
+        if ctx.kernel:
+            kernels.lrn_forward(proj, h0, states, gates, tanh, reverse)
+        else:
+            LRNRecurrence._forward_loop(proj, h0, states, gates, tanh, reverse)
+        ctx.save_for_backward(proj, states, gates)
+        ctx.tanh, ctx.reverse = tanh, reverse
+        output = states[:length] if reverse else states[1:]
+        input_gate, forget_gate = gates[:, 0], gates[:, 1]
+        ctx.mark_non_differentiable(input_gate, forget_gate)
+        return output, input_gate, forget_gate
+
+    @staticmethod
+    def _forward_loop(proj, h0, states, gates, tanh: bool, reverse: bool) -> None:
+        """The torch-op forward: fills ``states`` and ``gates`` in place, one step at a time."""
+        length, batch, three_h = proj.shape
+        hidden = three_h // 3
         states[length if reverse else 0].copy_(h0)
         pq = proj[..., : 2 * hidden].unflatten(-1, (2, hidden)).transpose(1, 2)  # (L, 2, B, H)
         sign = proj.new_tensor([1.0, -1.0]).view(2, 1, 1)
@@ -94,12 +119,6 @@ class LRNRecurrence(torch.autograd.Function):
                 gate_steps[t].sigmoid_()
                 torch.mul(i_steps[t], r_steps[t], out=h)
                 h.addcmul_(f_steps[t], h_prev)
-        ctx.save_for_backward(proj, states, gates)
-        ctx.tanh, ctx.reverse = tanh, reverse
-        output = states[:length] if reverse else states[1:]
-        input_gate, forget_gate = gates[:, 0], gates[:, 1]
-        ctx.mark_non_differentiable(input_gate, forget_gate)
-        return output, input_gate, forget_gate
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -107,6 +126,10 @@ class LRNRecurrence(torch.autograd.Function):
         proj, states, gates = ctx.saved_tensors
         length, batch, three_h = proj.shape
         hidden = three_h // 3
+        if ctx.kernel:
+            grad_proj, grad_h0 = kernels.lrn_backward(grad_output, proj, states, gates, ctx.tanh, ctx.reverse)
+            return (grad_proj if ctx.needs_input_grad[0] else None,
+                    grad_h0 if ctx.needs_input_grad[1] else None, None, None)
         if ctx.reverse:
             h_prev, h = states[1:], states[:length]
         else:

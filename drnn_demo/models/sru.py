@@ -8,8 +8,11 @@ the same outputs.
 The element-wise part runs in :class:`SRURecurrence`, an autograd Function with a forward loop
 of three in-place ops per step and a backward loop of two (the backward recurrence is linear
 once the gates are known); everything else is computed for many steps at once. That is the fast
-training path on the CPU: no graph node per step and per operation, as a plain loop records
-(``python -m drnn_demo.bench --only sru`` compares it with ``nn.LSTM`` and the ``sru`` package).
+training path without a compiler: no graph node per step and per operation, as a plain loop
+records. On the CPU (float32/float64) both loops run in a compiled C++ kernel instead
+(:mod:`drnn_demo.models.kernels`: parallel over batch and hidden units, the loop over time in
+C++); the torch-op loops are its fallback and the path for CUDA and every other device.
+``python -m drnn_demo.bench --only sru`` compares both with ``nn.LSTM`` and the ``sru`` package.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from . import kernels
 from .common import check_hidden_size, check_input_size, check_num_layers, to_time_first
 
 
@@ -51,10 +55,19 @@ class SRURecurrence(torch.autograd.Function):
     Inputs: ``u`` ``(L, B, k, N)``, ``skip`` ``(L, B, N)`` or None, ``weight_c = [v_f; v_r]`` and
     ``bias = [b_f; b_r]`` ``(2N,)``, ``c0`` ``(B, N)``, ``mask`` ``(B, N)`` or None,
     ``skip_scale`` a float. Outputs: ``h`` ``(L, B, N)`` and ``c_n = c_{L-1}`` ``(B, N)``.
+
+    CPU tensors run both passes in the compiled kernel (:func:`kernels.sru_forward` and
+    :func:`kernels.sru_backward`: everything above fused into one loop over time per column) when
+    it is available; the torch-op loops below are the fallback.
     """
 
     @staticmethod
     def forward(ctx, u, skip, weight_c, bias, c0, mask, skip_scale=1.0):
+        ctx.kernel, ctx.skip_scale = kernels.backend(u) == "cpp", skip_scale
+        if ctx.kernel:
+            h, c_n, saved = kernels.sru_forward(u, skip, weight_c, bias, c0, mask, skip_scale)
+            ctx.save_for_backward(*saved)
+            return h, c_n
         length, batch, k, n = u.shape
         v_f, v_r, b_f, b_r = weight_c[:n], weight_c[n:], bias[:n], bias[n:]
         forget = torch.add(u[:, :, 1], b_f)  # pre-activations, made gates step by step
@@ -75,13 +88,15 @@ class SRURecurrence(torch.autograd.Function):
             h = torch.mul(skip, skip_scale).lerp_(shown, reset)
         else:
             h = shown * reset
-        ctx.skip_scale = skip_scale
         ctx.save_for_backward(u, skip, weight_c, c0, mask, forget, reset, states)
         return h, c.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h, grad_c_n):
+        if ctx.kernel:
+            grads = kernels.sru_backward(ctx.saved_tensors, ctx.skip_scale, grad_h, grad_c_n)
+            return *(g if need else None for g, need in zip(grads, ctx.needs_input_grad, strict=False)), None, None
         u, skip, weight_c, c0, mask, forget, reset, states = ctx.saved_tensors
         length, batch, k, n = u.shape
         skip_scale = ctx.skip_scale
