@@ -19,11 +19,12 @@ from .checkpoints import PRETRAINED_DIR, save_checkpoint
 from .recipes.keyword import pretrain_keyword
 from .recipes.memory import pretrain_memory_models
 from .recipes.sentiment import pretrain_sentiment
+from .tasks.reversal import PAPER_ARGS as REVERSAL_ARGS
+from .tasks.sine import PAPER_ARGS as SINE_ARGS
 from .training import TrainConfig, Trainer, derived_seed, predict
 
 # The ladders of the Delayed outputs page: one LSTM per delay, plus the baselines.
-REVERSAL = {"length": 20, "classes": 4}
-SINE = {"length": 50, "causal": 15, "acausal": 5, "scale": 0.1}
+REVERSAL, SINE = REVERSAL_ARGS, SINE_ARGS  # the paper's settings (drnn_demo.tasks.reversal / .sine)
 HIDDEN = 64
 REVERSAL_DELAYS = (0, 3, 6, 9, 12, 15, 19)
 SINE_DELAYS = (0, 1, 2, 3, 5, 8)
@@ -100,7 +101,14 @@ PRETRAINERS: dict[str, Callable[[Path, bool, Callable[[str], None]], object]] = 
     "delayed_outputs": lambda out, force, log: pretrain(["delayed_outputs"], out, force, log=log),
     "lrn": _pretrain_lrn,
     "memory": _pretrain_memory,
+    "streaming": lambda out, force, log: _pretrain_streaming(out, force, log),
 }
+
+
+def _pretrain_streaming(out: Path, force: bool, log: Callable[[str], None]) -> None:
+    from .streaming_pos import pretrain_pos_taggers
+
+    pretrain_pos_taggers(out, force=force, log=log)  # the Streaming page's POS taggers, d = 0..4 and bidirectional
 
 
 def pretrain_all(groups: list[str] | None = None, out: Path = PRETRAINED_DIR, force: bool = False,

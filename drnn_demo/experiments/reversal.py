@@ -9,6 +9,7 @@ solves it. Bidirectional models read everything; a stacked causal one is bound l
 from __future__ import annotations
 
 from ..tasks import build_task
+from ..tasks.reversal import PAPER_ARGS
 from . import check_budget
 from .families import ladder, train_cell
 
@@ -17,7 +18,7 @@ METRIC = "test_accuracy"
 METRIC_LABEL = "test accuracy"
 HIGHER_IS_BETTER = True
 
-TASK_ARGS = {"length": 20, "classes": 4}
+TASK_ARGS = PAPER_ARGS
 SETTINGS = {
     "tiny": dict(delays=(0, 19), hidden=8, train=dict(steps=20, batch_size=16, lr=1e-2, eval_every=10, patience=0,
                                                        val_size=50, test_size=50)),

@@ -9,6 +9,7 @@ solves it exactly.
 from __future__ import annotations
 
 from ..tasks import build_task
+from ..tasks.sine import PAPER_ARGS
 from . import check_budget
 from .families import ladder, train_cell
 
@@ -17,7 +18,7 @@ METRIC = "test_mse"
 METRIC_LABEL = "test MSE"
 HIGHER_IS_BETTER = False
 
-TASK_ARGS = {"length": 50, "causal": 15, "acausal": 5, "scale": 0.1}
+TASK_ARGS = PAPER_ARGS
 SETTINGS = {
     "tiny": dict(delays=(0, 5), hidden=8, train=dict(steps=20, batch_size=16, lr=3e-3, eval_every=10, patience=0,
                                                       val_size=50, test_size=50)),

@@ -37,6 +37,10 @@ def reversal_best_accuracy(T: int, V: int, delay: int) -> float:
     return (n + (T - n) / V) / T
 
 
+# The paper's setting (Turek et al. 2020, Table 1): the experiment and the Delayed outputs page both use it.
+PAPER_ARGS = {"length": 20, "classes": 4}
+
+
 class Reversal(Task):
     """Tokens uniform over ``classes`` symbols, one-hot inputs; the target is the sequence reversed.
 
