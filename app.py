@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/equivalence.py", title="Stacked ≡ Delayed", icon=":material/stacks:", url_path="equivalence"),
     st.Page("views/memory.py", title="Memory & stability", icon=":material/memory:", url_path="memory"),
     st.Page("views/lrn_gates.py", title="LRN gates", icon=":material/grid_on:", url_path="lrn"),
+    st.Page("views/streaming.py", title="Streaming", icon=":material/stream:", url_path="streaming"),
     st.Page("views/paper_experiments.py", title="Paper experiments", icon=":material/science:", url_path="paper"),
     st.Page("views/your_data.py", title="Your data", icon=":material/upload_file:", url_path="data"),
     st.Page("views/training_runs.py", title="Training runs", icon=":material/directions_run:", url_path="runs"),

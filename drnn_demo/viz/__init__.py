@@ -34,6 +34,14 @@ from .memory import (
     saturation_trajectory,
 )
 from .runs import runs_overlay, training_curves
+from .streaming import (
+    accuracy_vs_latency,
+    compute_per_token,
+    incremental_chart,
+    now_table_html,
+    stream_values,
+    token_connectivity_map,
+)
 from .style import DIVERGING, LAYOUT, PALETTE, SEQUENTIAL, downsample
 
 __all__ = [
@@ -46,4 +54,6 @@ __all__ = [
     "lrn_token_shares", "lrn_weight_heatmap", "memory_loss_curves", "metric_vs_delay", "orthogonality_errors",
     "position_heatmap", "runs_overlay", "saturation_histogram", "saturation_trajectory", "sequence_panels",
     "training_curves",
+    "accuracy_vs_latency", "compute_per_token", "incremental_chart", "now_table_html", "stream_values",
+    "token_connectivity_map",
 ]
