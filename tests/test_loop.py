@@ -54,7 +54,7 @@ def test_progress_reports_every_log_every_steps_and_at_each_evaluation():
 def test_on_eval_receives_the_mean_training_loss_since_the_previous_evaluation():
     model, opt, batches, loss = linear_problem()
     seen, got = [], []
-    fit(model, opt, batches, lambda m, b: seen.append(float(loss(m, b))) or loss(m, b), 6,
+    fit(model, opt, batches, lambda m, b: seen.append(float(loss(m, b).detach())) or loss(m, b), 6,
         evaluate=lambda m: {"score": 0.0}, eval_every=3, log_every=1, on_eval=lambda s, m, mean: got.append(mean))
     assert got == pytest.approx([sum(seen[:3]) / 3, sum(seen[3:6]) / 3])
 
