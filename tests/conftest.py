@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from drnn_demo.models import kernels
+
 # The app's JobManager reads this when it is first created (it is cached for the whole process).
 os.environ.setdefault("DRNN_RUNS_DIR", tempfile.mkdtemp(prefix="drnn-test-runs-"))
 # Paper-experiment reruns started by page tests write here, into a copy of the shipped results/.
@@ -34,3 +36,12 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(params=["cpp", "torch"])
+def path(request):
+    """LRN/SRU recurrence tests take this to run on the compiled kernel, then on the torch-op fallback."""
+    if request.param == "cpp" and not kernels.available():
+        pytest.skip(f"compiled kernels unavailable: {kernels.status()['error']}")
+    with kernels.use_kernels(request.param == "cpp"):
+        yield request.param

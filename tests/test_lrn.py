@@ -14,15 +14,6 @@ from drnn_demo.models.lrn import LRNRecurrence, lrn_recurrence
 pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
 
 
-@pytest.fixture(params=["cpp", "torch"])
-def path(request):
-    """Run the test on the compiled kernel, then on the torch-op fallback."""
-    if request.param == "cpp" and not kernels.available():
-        pytest.skip(f"compiled kernels unavailable: {kernels.status()['error']}")
-    with kernels.use_kernels(request.param == "cpp"):
-        yield request.param
-
-
 def reference_direction(x, weight, bias, ln_weight, h0, activation, reverse):
     """One layer and direction of LRN, one step at a time, straight from the equations.
     x: (L, B, D) -> outputs, input gates, forget gates, each (L, B, H)."""

@@ -17,15 +17,6 @@ from drnn_demo.models.sru import SRUCell, sru_recurrence
 pytestmark = pytest.mark.usefixtures("float64")  # reference comparisons at 1e-10
 
 
-@pytest.fixture(params=["cpp", "torch"])
-def path(request):
-    """Run the test on the compiled kernel, then on the torch-op fallback."""
-    if request.param == "cpp" and not kernels.available():
-        pytest.skip(f"compiled kernels unavailable: {kernels.status()['error']}")
-    with kernels.use_kernels(request.param == "cpp"):
-        yield request.param
-
-
 def reference_layer(cell: SRUCell, x, c0):
     """One SRU layer step by step, per direction, reading the weights in the package's layout."""
     L, B, _ = x.shape

@@ -13,3 +13,17 @@
 The generated tasks (reversal, sine, copy, ...) need no recipe: :class:`drnn_demo.training.Trainer`
 is ``fit`` with a fresh seeded batch per step.
 """
+
+from pathlib import Path
+
+from ..checkpoints import PRETRAINED_DIR, checkpoint_paths
+
+
+def pretrained_target(out, name: str, force: bool, log) -> tuple[Path, bool]:
+    """``(<out or pretrained/>/<name>.safetensors, skip)``; ``skip`` when the checkpoint exists and not ``force``
+    (and then says so to ``log``)."""
+    weights, _ = checkpoint_paths(Path(out or PRETRAINED_DIR) / name)
+    skip = weights.exists() and not force
+    if skip and log is not None:
+        log(f"{weights} exists (use force=True to retrain)")
+    return weights, skip

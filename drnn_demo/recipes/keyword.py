@@ -5,11 +5,10 @@ accuracies on the test set (:func:`drnn_demo.tasks.keyword.pointing_accuracy`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..checkpoints import PRETRAINED_DIR, checkpoint_paths, save_checkpoint
+from ..checkpoints import save_checkpoint
 from ..tasks.keyword import pointing_accuracy
 from ..training import Trainer, derived_seed
+from . import pretrained_target
 
 PRETRAINED_NAME = "lrn_keyword"
 
@@ -28,10 +27,8 @@ def pretrain_keyword(out=None, force: bool = False, log=print, activation: str =
     or ``<out>/lrn_keyword_tanh.*``; the card carries the pointing accuracies on the test set.
     ``kwargs`` go to :func:`keyword_config`. About 10 s each on one core."""
     name = PRETRAINED_NAME if activation == "identity" else f"{PRETRAINED_NAME}_{activation}"
-    weights, _ = checkpoint_paths(Path(out or PRETRAINED_DIR) / name)
-    if weights.exists() and not force:
-        if log is not None:
-            log(f"{weights} exists (use force=True to retrain)")
+    weights, skip = pretrained_target(out, name, force, log)
+    if skip:
         return weights
     config = keyword_config(activation=activation, **kwargs)
     result = Trainer(config).run()

@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..checkpoints import PRETRAINED_DIR, checkpoint_paths, load_checkpoint, save_checkpoint
+from ..checkpoints import PRETRAINED_DIR, load_checkpoint, save_checkpoint
 from ..loop import Progress, fit
 from ..models import SequenceModel
 from ..models.common import check_positive_int
 from ..tasks.sentiment import LABELS, SPLITS, Sentiment, bag_of_words_baseline, evaluate_sentences, length_batches
+from . import pretrained_target
 
 PROGRESS_EVERY = 10  # batches between progress reports of train_sentiment
 PRETRAINED_NAME = "lrn_sentiment"
@@ -176,10 +177,8 @@ def pretrain_sentiment(out: str | Path | None = None, force: bool = False,
     ``kwargs`` go to :func:`train_sentiment`. About half a minute on one CPU core."""
     activation = kwargs.get("activation", "identity")
     name = PRETRAINED_NAME if activation == "identity" else f"{PRETRAINED_NAME}_{activation}"
-    weights, _ = checkpoint_paths(Path(out or PRETRAINED_DIR) / name)
-    if weights.exists() and not force:
-        if log is not None:
-            log(f"{weights} exists (use force=True to retrain)")
+    weights, skip = pretrained_target(out, name, force, log)
+    if skip:
         return weights
     result = train_sentiment(log=log, **kwargs)
     path = save_checkpoint(weights, result.model, result.card(name=name))
