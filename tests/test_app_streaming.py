@@ -101,3 +101,12 @@ def test_the_view_round_trips_through_the_url():
     assert figure_titled(at, "‖∂y_t/∂x_s‖ of the delayed RNN, d = 0")
     at = open_page(PAGE, query={"task": "POS", "now": "500"})  # beyond the sentence: clamped, and said so
     assert not at.exception and any("`now=500`" in t.value for t in at.toast)
+
+
+def test_a_one_token_sentence_streams_without_a_slider():
+    at = open_page(PAGE, query={"sent": "785"})  # EWT test 785 is "Thanks"
+    assert not at.exception and not at.error
+    assert table(at)["target"] == ["NOUN"] and not [s for s in at.slider if s.key == "now"]
+    at.segmented_control(key="src").set_value("your own").run()
+    at.text_input(key="text").input("Hello").run()
+    assert not at.exception and len(table(at)["delayed d=2"]) == 1

@@ -133,7 +133,10 @@ def stream_panel() -> None:
         else:
             st.session_state.playing = False
             st.rerun()  # the whole page: stops the timer and turns the button back to Play
-    now = bound(st.slider, "now: the last token that has arrived", 0, T - 1, 0, key="now")
+    if T > 1:
+        now = bound(st.slider, "now: the last token that has arrived", 0, T - 1, 0, key="now")
+    else:  # a one-token sequence: nothing to slide over
+        now = st.session_state.now = 0
     word = seq["tokens"][now]
     shown = ("all outputs shown: the input has ended" if now == T - 1 else
              f"outputs up to token {now - delay} shown" if now >= delay else "no output yet")
