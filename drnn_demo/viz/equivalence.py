@@ -61,8 +61,8 @@ def layer_overlay(stacked_layers: Sequence[np.ndarray], delayed_layers: Sequence
     fig.update_xaxes(title="time step t of the stacked network", row=k, col=1)
     fig.update_annotations(font_size=12)
     return _finish(fig, f"Stacked layers vs delayed blocks (unit {unit})", height=170 * k + 150,
-                   margin=dict(l=60, r=20, t=90, b=50),
-                   legend=dict(orientation="h", yref="container", y=0.98, yanchor="top", x=1, xanchor="right"))
+                   margin=dict(l=60, r=20, t=90, b=90),  # the legend sits below, clear of plotly's toolbar
+                   legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"))
 
 
 def layer_errors(layer_error: np.ndarray) -> go.Figure:
