@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import PALETTE, _finish
+from .style import PALETTE, figure
 
 CONNECTIVITY_SCALE = "Viridis"
 CONNECTIVITY_ZERO = "#c8c8c8"  # exact zeros: a flat grey, outside the colour scale
@@ -41,18 +41,16 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
     steps = (0.0,) if zmax - zmin > 3 else (0.0, np.log10(2), np.log10(5))  # 1-2-5 ticks on a short scale
     ticks = [k + f for k in range(int(np.floor(zmin)), int(np.ceil(zmax)) + 1) for f in steps if zmin <= k + f <= zmax]
     where = "output t=%{y}, input s=%{x}<br>"
-    fig = go.Figure(go.Heatmap(
-        z=z.astype(np.float32), customdata=c, colorscale=CONNECTIVITY_SCALE, zmin=zmin, zmax=zmax,
-        hoverongaps=False, name="‖∂y_t/∂x_s‖",
-        colorbar=dict(title="‖∂y_t/∂x_s‖", tickvals=ticks, ticktext=[f"{10 ** k:.3g}" for k in ticks]),
-        hovertemplate=where + "‖∂y_t/∂x_s‖ = %{customdata:.3e}<extra></extra>"))
+    data = [dict(type="heatmap", z=z.astype(np.float32), customdata=c, colorscale=CONNECTIVITY_SCALE, zmin=zmin,
+                 zmax=zmax, hoverongaps=False, name="‖∂y_t/∂x_s‖",
+                 colorbar=dict(title="‖∂y_t/∂x_s‖", tickvals=ticks, ticktext=[f"{10 ** k:.3g}" for k in ticks]),
+                 hovertemplate=where + "‖∂y_t/∂x_s‖ = %{customdata:.3e}<extra></extra>")]
     if zero.any():
-        fig.add_trace(go.Heatmap(
-            z=np.where(zero, 0.0, np.nan).astype(np.float32), showscale=False,
-            colorscale=[[0, CONNECTIVITY_ZERO], [1, CONNECTIVITY_ZERO]], hoverongaps=False, name="exactly 0",
-            hovertemplate=where + "exactly 0<extra></extra>"))
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="exactly 0 (grey)",
-                                 marker=dict(symbol="square", size=12, color=CONNECTIVITY_ZERO)))
+        data += [dict(type="heatmap", z=np.where(zero, 0.0, np.nan).astype(np.float32), showscale=False,
+                      colorscale=[[0, CONNECTIVITY_ZERO], [1, CONNECTIVITY_ZERO]], hoverongaps=False, name="exactly 0",
+                      hovertemplate=where + "exactly 0<extra></extra>"),
+                 dict(type="scatter", x=[None], y=[None], mode="markers", name="exactly 0 (grey)",
+                      marker=dict(symbol="square", size=12, color=CONNECTIVITY_ZERO))]
     if delay is not None:
         t = np.arange(T_out)
         edge = t + delay + 0.5  # between column t + d (read) and t + d + 1 (not read)
@@ -60,8 +58,8 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
         xs = np.repeat(edge[keep], 2)
         ys = np.stack([t[keep] - 0.5, t[keep] + 0.5], 1).ravel()
         if xs.size:
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"s = t + {delay}" if delay else "s = t",
-                                     line=dict(color=PALETTE[1], width=2), hoverinfo="skip"))
+            data.append(dict(type="scatter", x=xs, y=ys, mode="lines", name=f"s = t + {delay}" if delay else "s = t",
+                             line=dict(color=PALETTE[1], width=2), hoverinfo="skip"))
     shapes, labels = [], []
     for box in boxes:
         (t0, t1), (s0, s1) = box["rows"], box["cols"]
@@ -70,9 +68,10 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
         if box.get("label"):
             labels.append(dict(x=s0 - 0.5, y=t0 - 0.5, text=box["label"], showarrow=False, xanchor="left",
                                yanchor="bottom", font=dict(color="white", size=12), bgcolor="rgba(0,0,0,0.45)"))
-    fig.update_layout(shapes=shapes, annotations=labels)
-    fig.update_xaxes(title="input step s", range=[-0.5, T_in - 0.5], constrain="domain", showgrid=False)
     square = dict(scaleanchor="x", scaleratio=1) if T_out == T_in else {}
-    fig.update_yaxes(title="output step t", range=[T_out - 0.5, -0.5], constrain="domain", showgrid=False, **square)
     height = int(min(720, max(380, 6 * T_out + 200))) if T_out > 1 else 260
-    return _finish(fig, title, height=height, margin=dict(l=60, r=20, t=50, b=90), plot_bgcolor="white")
+    return figure(data, title, height=height, margin=dict(l=60, r=20, t=50, b=90), plot_bgcolor="white",
+                  shapes=shapes, annotations=labels,
+                  xaxis=dict(title="input step s", range=[-0.5, T_in - 0.5], constrain="domain", showgrid=False),
+                  yaxis=dict(title="output step t", range=[T_out - 0.5, -0.5], constrain="domain", showgrid=False,
+                             **square))
