@@ -7,7 +7,7 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.analysis import connectivity
-from drnn_demo.checkpoints import load_checkpoint
+from drnn_demo.checkpoints import PRETRAINED_DIR, load_checkpoint
 from drnn_demo.pretrained import BUDGET, REVERSAL, SINE, catalog, describe, evaluate_on_test_set, nearest
 from drnn_demo.tasks import build_task
 from drnn_demo.training import TrainConfig
@@ -43,6 +43,12 @@ def load(path: str, mtime: float):
 def evaluate(path: str, mtime: float):
     model, card = load(path, mtime)
     return evaluate_on_test_set(model, card)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def cards_of(task: str, directory_mtime: int) -> list[dict]:
+    """The pretrained model cards of ``task``, read again when a file is added to or replaced in pretrained/."""
+    return catalog(task)
 
 
 def view_of(path: str):
@@ -114,7 +120,7 @@ st.markdown(TASK_TEXT[task_name])
 
 task = build_task(task_name, **TASK_ARGS[task_name])
 metric = task.metric
-cards = catalog(task_name)
+cards = cards_of(task_name, PRETRAINED_DIR.stat().st_mtime_ns)
 run_id = st.query_params.get("run")
 shown, note = None, ""
 if run_id:
