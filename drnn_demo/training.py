@@ -13,6 +13,10 @@ Data are infinite: every step draws a fresh batch from ``task.sample(batch_size,
 ``task.eval_set("val" | "test", size, seed)`` with seeds derived from ``(config.seed, "val")`` and
 ``(config.seed, "test")``, so the three never share a seed (tasks on a fixed data set return their
 held-out splits there) and a run is reproducible from its config alone (on a given device).
+
+The device a run takes and the memory limits it is checked against before anything is allocated
+are :mod:`drnn_demo.resources`'s; re-measuring a saved checkpoint on its run's test set is
+:mod:`drnn_demo.retest`'s.
 """
 
 from __future__ import annotations
@@ -32,11 +36,10 @@ from .loop import Progress, fit
 from .models import SequenceModel
 from .models.asrnn import orthogonal_param_groups
 from .models.common import check_parameter_count
+from .resources import MAX_EVAL_SIZE, check_eval_footprint, check_step_footprint, pick_device
 from .tasks import Task, build_task
 
 LR_SCHEDULES = ("constant", "cosine")
-# Resource limit: sequences in a fixed validation or test set (see also check_eval_footprint).
-MAX_EVAL_SIZE = 100_000
 _PURPOSES = {"train": 0, "val": 1, "test": 2}
 
 
@@ -207,34 +210,6 @@ class TrainResult:
         return card
 
 
-def pick_device(choice: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU. ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` when present.
-
-    Raises ``ValueError`` for an unknown name or a device this machine does not have.
-    """
-    if not isinstance(choice, str):
-        raise ValueError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {choice!r}")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(choice)
-    except (RuntimeError, ValueError) as err:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {choice!r}") from err
-    if device.type == "cpu":
-        return device
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {choice!r} requested but CUDA is not available here; use 'auto' or 'cpu'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {choice!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-        return device
-    if device.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ValueError(f"device {choice!r} requested but MPS is not available here; use 'auto' or 'cpu'")
-        return device
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {choice!r}")
-
-
 def build_for_config(config: TrainConfig | dict) -> tuple[Task, SequenceModel]:
     """The one place that builds a task and its model from a config (a :class:`TrainConfig` or its dict).
 
@@ -270,44 +245,6 @@ def build_for_config(config: TrainConfig | dict) -> tuple[Task, SequenceModel]:
     return task, model
 
 
-# Resource limit: floats the backward pass keeps per training step (about 4 GiB of float32).
-MAX_STEP_FLOATS = 2**30
-# Resource limit: floats of a fixed evaluation set with its targets and predictions (1 GiB of float32).
-MAX_EVAL_FLOATS = 2**28
-
-
-def check_eval_footprint(name: str, size: int, length: int, task: Task) -> None:
-    """Refuse, before generating it, a validation or test set that would exhaust memory.
-
-    Estimate: ``size x length x (input features + 2 x outputs)`` floats (the inputs, the targets
-    and the predictions kept for scoring; token ids count as one feature). Raises ``ValueError``
-    naming ``name`` (``"val_size"`` / ``"test_size"``), the numbers and :data:`MAX_EVAL_FLOATS`.
-    """
-    features = (1 if task.vocab_size is not None else task.input_size) + 2 * task.output_size
-    floats = size * length * features
-    if floats > MAX_EVAL_FLOATS:
-        largest = max(1, MAX_EVAL_FLOATS // (length * features))
-        raise ValueError(
-            f"{name} x length x (inputs + 2 x outputs) = {size:,} x {length:,} x {features:,} = {floats:,} floats "
-            f"exceeds the memory limit of {MAX_EVAL_FLOATS:,} (1 GiB): at this length {name} may be at most "
-            f"{largest:,}")
-
-
-def check_step_footprint(batch_size: int, length: int, model: SequenceModel) -> None:
-    """Refuse, before training, a step whose stored activations would exhaust memory.
-
-    Estimate: ``batch_size x length x units x 8`` floats, ``units`` the core's output features
-    (8 covers an LSTM's four gates, its cell state and the output kept for the backward pass).
-    Raises ``ValueError`` naming the numbers and :data:`MAX_STEP_FLOATS`.
-    """
-    floats = batch_size * length * model.core.output_size * 8
-    if floats > MAX_STEP_FLOATS:
-        raise ValueError(
-            f"batch_size x length x hidden units x 8 = {batch_size:,} x {length:,} x {model.core.output_size:,} x 8 "
-            f"= {floats:,} floats per training step exceeds the memory limit of {MAX_STEP_FLOATS:,} (4 GiB): use a "
-            "smaller batch, a shorter sequence or a smaller model")
-
-
 @torch.no_grad()
 def predict(model: SequenceModel, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """``model(x)`` in eval mode, in chunks of ``batch_size``, on the model's device; returns it there."""
@@ -323,59 +260,6 @@ def predict(model: SequenceModel, x: torch.Tensor, batch_size: int = 500) -> tor
 def evaluate(model: SequenceModel, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict:
     """``task.metrics`` of ``model`` on ``(x, y)``, predicted in chunks."""
     pred = predict(model, x, batch_size)
-    return task.metrics(pred, y.to(pred.device))
-
-
-def retest_plan(card: dict) -> tuple[TrainConfig, Task]:
-    """The training config and task behind a :class:`Trainer` checkpoint's card, checked as a run's.
-
-    Cheap (no model, no data set beyond one example): the card's ``train`` entry must be a valid
-    :class:`TrainConfig`, its task must build within the task's limits, the card's model must
-    fit the task's inputs and outputs, and the test set must fit :func:`check_eval_footprint`.
-    Raises ``ValueError`` saying which; the server calls this before it queues a re-test.
-    """
-    train = card.get("train")
-    try:
-        if not isinstance(train, dict) or "task" not in train:
-            raise ValueError("its card has no training config")
-        config = TrainConfig.from_dict(train)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"this checkpoint was not made by the generic trainer, so its test set is unknown ({err})") \
-            from err
-    try:
-        task = build_task(config.task, **config.task_args)
-    except TypeError as err:
-        raise ValueError(f"the card's task arguments are not valid: {err}") from err
-    model = card.get("model") or {}
-    for key, needed in (("output_size", task.output_size), ("vocab_size", task.vocab_size)):
-        if model.get(key) != needed:
-            raise ValueError(f"the card's model has {key}={model.get(key)!r}, but task {task.name!r} needs {needed!r}")
-    if task.vocab_size is None and model.get("input_size") != task.input_size:
-        raise ValueError(f"the card's model has input_size={model.get('input_size')!r}, but task {task.name!r} "
-                         f"has {task.input_size} input features")
-    check_eval_footprint("test_size", config.test_size, task.sample(1, 0)[0].shape[1], task)
-    return config, task
-
-
-def retest(model: SequenceModel, card: dict, on_progress: Callable[[dict], None] | None = None,
-           should_stop: Callable[[], bool] | None = None, batch_size: int = 500) -> dict | None:
-    """Re-measure a loaded :class:`Trainer` checkpoint on the test set its run used (same seed, same size).
-
-    ``card``: the model card (its ``train`` entry is the run's :class:`TrainConfig`), checked by
-    :func:`retest_plan` first (``ValueError``). ``on_progress`` gets ``{"step", "total_steps"}``
-    in sequences after every chunk of ``batch_size``; ``should_stop()`` returning True ends the
-    re-test early and it returns None.
-    """
-    config, task = retest_plan(card)
-    x, y = task.eval_set("test", config.test_size, derived_seed(config.seed, "test"))
-    parts = []
-    for i in range(0, x.shape[0], batch_size):
-        if should_stop is not None and should_stop():
-            return None
-        parts.append(predict(model, x[i : i + batch_size], batch_size))
-        if on_progress is not None:
-            on_progress({"step": min(i + batch_size, x.shape[0]), "total_steps": x.shape[0], "loss": None})
-    pred = torch.cat(parts)
     return task.metrics(pred, y.to(pred.device))
 
 

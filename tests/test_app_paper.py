@@ -3,7 +3,7 @@ experiments, says how to produce missing results, and reruns one cell in the bac
 
 from apptest_helpers import figure_titled, figures, open_page, rerun_until
 
-from drnn_demo.reproduce import claims
+from drnn_demo.claims import claims
 
 PAGE = "views/paper_experiments.py"
 

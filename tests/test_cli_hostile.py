@@ -11,7 +11,7 @@ import torch
 
 from drnn_demo.cli import MAX_CLASSES, MAX_SEED, MAX_STEPS, MAX_THREADS, main
 from drnn_demo.models.common import MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH
-from drnn_demo.training import MAX_EVAL_SIZE, MAX_STEP_FLOATS
+from drnn_demo.resources import MAX_EVAL_SIZE, MAX_STEP_FLOATS
 
 # Small enough that a run which wrongly starts training stops at once (the optimizer is a trap below).
 BASE = ["--steps", "1", "--batch-size", "4", "--hidden-size", "8", "--val-size", "10", "--test-size", "10",

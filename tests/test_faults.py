@@ -14,8 +14,9 @@ from drnn_demo.cli import main as cli_main
 from drnn_demo.jobs import run_train
 from drnn_demo.models import SequenceModel, build_model
 from drnn_demo.models.common import MAX_HIDDEN, MAX_LENGTH
+from drnn_demo.resources import MAX_STEP_FLOATS
 from drnn_demo.tasks import TASKS, build_task
-from drnn_demo.training import MAX_STEP_FLOATS, TrainConfig, Trainer
+from drnn_demo.training import TrainConfig, Trainer
 
 
 @pytest.mark.parametrize("name, kwargs", [

@@ -16,11 +16,12 @@ import pytest
 from apptest_helpers import open_page
 from test_training import tiny
 
-from drnn_demo import training
+from drnn_demo import retest, training
 from drnn_demo.checkpoints import CheckpointError, load_checkpoint, load_checkpoint_zip, save_checkpoint
 from drnn_demo.jobs import JobManager
 from drnn_demo.models.common import MAX_INPUT_SIZE, MAX_LAYERS, MAX_PARAMETERS
-from drnn_demo.training import Trainer, retest_plan
+from drnn_demo.retest import retest_plan
+from drnn_demo.training import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,8 @@ def test_the_runs_page_retests_an_upload_in_a_background_run(trained, monkeypatc
     def not_here(*args, **kwargs):
         raise AssertionError("the server process evaluated an uploaded model")
 
-    monkeypatch.setattr(training, "retest", not_here)
+    monkeypatch.setattr(retest, "retest", not_here)
+    monkeypatch.setattr(retest, "predict", not_here)
     monkeypatch.setattr(training, "predict", not_here)
     before = retest_runs()
     at = open_page("views/training_runs.py")

@@ -13,9 +13,10 @@ import torch
 from scipy import stats
 
 from drnn_demo import reproduce
+from drnn_demo.claims import claims, series
 from drnn_demo.experiments import EXPERIMENTS, experiment
 from drnn_demo.experiments.runtime import lstm_params, matched_hidden
-from drnn_demo.reproduce import claims, load_results, record, run_cell_job, run_experiment, series
+from drnn_demo.reproduce import load_results, record, run_cell_job, run_experiment
 from drnn_demo.stats import difference_interval, mean_interval
 from drnn_demo.tasks import build_task
 

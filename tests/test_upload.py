@@ -14,7 +14,8 @@ from test_training import tiny
 
 from drnn_demo import checkpoints
 from drnn_demo.checkpoints import CheckpointError, load_checkpoint_zip, save_checkpoint
-from drnn_demo.training import Trainer, retest
+from drnn_demo.retest import retest
+from drnn_demo.training import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,11 @@ from job_helpers import wait_until
 from drnn_demo.checkpoints import load_checkpoint
 from drnn_demo.jobs import JobManager, default_runs_dir
 from drnn_demo.recipes.user_data import CELLS, cell_model, user_data_config
+from drnn_demo.resources import MAX_EVAL_FLOATS
 from drnn_demo.tasks import IGNORE_INDEX, build_task, task_arguments
 from drnn_demo.tasks import sentiment as S
 from drnn_demo.tasks import user_data as ud
-from drnn_demo.training import MAX_EVAL_FLOATS, TrainConfig, Trainer
+from drnn_demo.training import TrainConfig, Trainer
 
 GOOD, BAD = ["good", "great", "lovely", "excellent"], ["bad", "awful", "poor", "terrible"]
 FILLER = "the film was quite a show with some actors and music in it for me".split()

@@ -7,9 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from drnn_demo import viz
+from drnn_demo.claims import claims, series
 from drnn_demo.experiments import BUDGETS, EXPERIMENTS, SEEDS, experiment
 from drnn_demo.jobs.launchers import GRID_KIND, RAY_ADDRESS_ENV
-from drnn_demo.reproduce import claims, format_value, load_results, results_path, series
+from drnn_demo.reproduce import format_value, load_results, results_path
 from views.ui import bound, chart, follow_runs, format_seconds, job_manager, seed
 
 BUDGET_NOTES = {

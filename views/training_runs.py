@@ -8,8 +8,8 @@ import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.checkpoints import MAX_UPLOAD_BYTES, CheckpointError, load_checkpoint_zip, unpack_checkpoint_zip
+from drnn_demo.retest import retest_plan
 from drnn_demo.runs_compare import compare, metric_names, overlay_series, run_names
-from drnn_demo.training import retest_plan
 from views.ui import bound, chart, format_seconds, job_manager, run_outcome, run_progress
 
 BADGE = {"queued": "gray", "running": "blue", "finished": "green", "early_stopped": "green", "diverged": "red",

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..models import build_model
+from ..resources import pick_device
 from ..timing import time_interleaved
-from ..training import pick_device
 from . import check_budget
 from .families import model_config
 

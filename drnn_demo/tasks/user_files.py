@@ -30,7 +30,7 @@ MAX_TOKEN_CHARS = 200  # characters of one token (a longer "word" is most likely
 MAX_LABEL_CHARS = 100
 MIN_PER_CLASS = 5
 MAX_CLASSES = 100
-MAX_SPLIT_FLOATS = 2**28  # = training.MAX_EVAL_FLOATS: a padded held-out split, its targets and predictions
+MAX_SPLIT_FLOATS = 2**28  # = resources.MAX_EVAL_FLOATS: a padded held-out split, its targets and predictions
 FORMATS = ("csv", "tsv", "conllu", "tokens")
 FORMAT_NAMES = {"csv": "CSV (text,label)", "tsv": "TSV (text<TAB>label)", "conllu": "CoNLL-U", "tokens": "token/tag"}
 SPLITS = ("train", "val", "test")

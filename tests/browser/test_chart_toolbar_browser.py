@@ -34,7 +34,8 @@ def test_the_toolbar_does_not_cover_a_legend(server, page, path):
         for j in range(legends.count()):
             box = legends.nth(j).bounding_box()
             if box and box["width"] > 0:
-                title = chart.locator("g.g-gtitle").first.text_content() if chart.locator("g.g-gtitle").count() else f"#{i}"
+                titles = chart.locator("g.g-gtitle")
+                title = titles.first.text_content() if titles.count() else f"#{i}"
                 assert not _overlap(bar_box, box), f"/{path}: the toolbar covers the legend of chart {title!r}"
                 checked += 1
     print(f"/{path}: {checked} legends clear of the toolbar")
