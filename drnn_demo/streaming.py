@@ -9,17 +9,16 @@ Three ways to label a sequence whose tokens arrive one per time step ``now = 0, 
   every step (:func:`restart_outputs`), so its outputs for earlier tokens may change as the right context grows;
 - the same bidirectional network on the finished sequence is its ordinary, final output.
 
-:func:`pos_model_set` loads the shipped POS taggers of ``pretrained/`` (see :mod:`drnn_demo.streaming_pos` for
-how they are built: one shared word encoder, one sentence RNN per delay); :func:`task_model_set` the reversal
-and sine-filtering ladders of the Delayed outputs page. The incremental metrics of these outputs are in
-:mod:`drnn_demo.analysis.incremental`.
+The models come as a :class:`~drnn_demo.streaming_sets.ModelSet` (:mod:`drnn_demo.streaming_sets`: the shipped
+POS taggers, the reversal and sine ladders; :mod:`drnn_demo.streaming_user`: a tagger trained on your data). The
+incremental metrics of these outputs are in :mod:`drnn_demo.analysis.incremental`.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,17 @@ import torch
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 from .analysis import incremental
-from .checkpoints import PRETRAINED_DIR, load_checkpoint
+from .checkpoints import PRETRAINED_DIR
 from .models import DelayedRNN, SequenceModel, StackedRNN
-
-TASKS = ("pos", "reversal", "sine")
-# The shipped ladders the page streams (see drnn_demo.pretrained): delayed LSTMs, hidden 64, and the baseline.
-TASK_DELAYS = {"reversal": (0, 3, 6, 9, 12, 15, 19), "sine": (0, 1, 2, 3, 5, 8)}
+from .streaming_sets import (  # noqa: F401 (re-exported: the page and the tests read them here)
+    TASK_DELAYS,
+    TASKS,
+    ModelSet,
+    model_set,
+    pos_model_set,
+    task_model_set,
+    task_test_sequences,
+)
 
 
 def _check_delayed(model: SequenceModel) -> DelayedRNN:
@@ -127,14 +131,15 @@ def restart_outputs(model: SequenceModel, x) -> torch.Tensor:
 
 @torch.no_grad()
 def restart_outputs_loop(model: SequenceModel, x) -> torch.Tensor:
-    """Restart mode, one prefix at a time: ``model(x[None, :now+1])`` for ``now = 0 .. T-1``."""
+    """Restart mode, one prefix at a time: ``model(x[None, :now+1])`` for ``now = 0 .. T-1`` (token ids are embedded
+    first, as ``model`` does: the core and the head then run on each prefix of the vectors)."""
     _check_bidirectional(model)
     model.eval()
     vectors = _inputs(model, x)
     T = len(vectors)
     out = torch.full((T, T, model.head.out_features), float("nan"), dtype=vectors.dtype)
     for now in range(T):
-        out[now, : now + 1] = model(vectors[None, : now + 1])[0]
+        out[now, : now + 1] = model.head(model.core(vectors[None, : now + 1])[0])[0]
     return out
 
 
@@ -142,62 +147,6 @@ def restart_chart(outputs: torch.Tensor) -> np.ndarray:
     """The restart outputs ``(T, T, O)`` as a chart of argmax labels (``-1`` where not yet shown)."""
     labels = outputs.nan_to_num(0.0).argmax(-1).numpy()
     return np.where(np.isnan(outputs[..., 0].numpy()), incremental.NO_LABEL, labels)
-
-
-# ---------------------------------------------------------------- the model sets the page streams
-
-
-@dataclass
-class ModelSet:
-    """The models of one task: ``delayed[d]`` (``delayed[0]`` is the causal one) and ``bidirectional``;
-    ``labels`` names the classes (None: regression), ``names`` the checkpoint of each, ``test`` their test scores."""
-
-    task: str
-    delayed: dict[int, SequenceModel]
-    bidirectional: SequenceModel
-    labels: tuple[str, ...] | None
-    names: dict = field(default_factory=dict)
-    test: dict = field(default_factory=dict)
-    taggers: object = None  # the POS taggers (encoder and vocabulary), for task "pos"
-
-    @property
-    def kind(self) -> str:
-        return "regression" if self.labels is None else "classification"
-
-
-def pos_model_set(directory: Path = PRETRAINED_DIR) -> ModelSet:
-    from .streaming_pos import DELAYS, load_pos_taggers
-
-    taggers = load_pos_taggers(directory)
-    delayed = {d: taggers.models[f"pos_delayed_d{d}"] for d in DELAYS}
-    test = {name: card["metrics"]["test"]["accuracy"] for name, card in taggers.cards.items()}
-    names = {**{d: f"pos_delayed_d{d}" for d in DELAYS}, "bidirectional": "pos_bidirectional"}
-    return ModelSet("pos", delayed, taggers.models["pos_bidirectional"], tuple(taggers.vocab.tags), names, test,
-                    taggers)
-
-
-def task_model_set(task: str, directory: Path = PRETRAINED_DIR) -> ModelSet:
-    """The reversal or sine ladder of ``pretrained/`` (delayed LSTMs with hidden 64 and the bidirectional one)."""
-    if task not in TASK_DELAYS:
-        raise ValueError(f"task must be one of {sorted(TASK_DELAYS)}, got {task!r}")
-    names = {d: f"{task}_delayed_lstm_h64_d{d}" for d in TASK_DELAYS[task]}
-    names["bidirectional"] = f"{task}_bidirectional_lstm_h64"
-    loaded = {key: load_checkpoint(Path(directory) / f"{name}.safetensors") for key, name in names.items()}
-    metric = "accuracy" if task == "reversal" else "mse"
-    test = {names[k]: card["metrics"]["test"][metric] for k, (_, card) in loaded.items()}
-    bi = loaded.pop("bidirectional")[0]
-    labels = tuple(str(i) for i in range(bi.head.out_features)) if task == "reversal" else None
-    return ModelSet(task, {d: m for d, (m, _) in loaded.items()}, bi, labels, names, test)
-
-
-def task_test_sequences(task: str, n: int, directory: Path = PRETRAINED_DIR) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` test sequences ``(x, y)`` the shipped ``task`` models were scored on (same seed)."""
-    from .tasks import build_task
-    from .training import TrainConfig, derived_seed
-
-    card = load_checkpoint(Path(directory) / f"{task}_bidirectional_lstm_h64.safetensors")[1]
-    config = TrainConfig.from_dict(card["train"])
-    return build_task(config.task, **config.task_args).sample(n, derived_seed(config.seed, "test"))
 
 
 # ---------------------------------------------------------------- one sequence, streamed three ways
@@ -209,19 +158,19 @@ class StreamView:
 
     ``delayed``/``causal``: ``(T,)`` outputs, ``delayed_at``/``causal_at``: the step each appears at (then fixed);
     ``restart``: ``(T, T)`` row ``now`` = the bidirectional network re-run on ``x[0..now]`` (``-1`` / NaN beyond
-    ``now``); its last row is the bidirectional network's ordinary output.
+    ``now``); its last row is the bidirectional network's ordinary output. A model the set lacks gives None.
     """
 
-    delay: int
-    delayed: np.ndarray
-    delayed_at: np.ndarray
-    causal: np.ndarray
-    causal_at: np.ndarray
-    restart: np.ndarray
+    delay: int | None
+    delayed: np.ndarray | None
+    delayed_at: np.ndarray | None
+    causal: np.ndarray | None
+    causal_at: np.ndarray | None
+    restart: np.ndarray | None
 
     @property
     def length(self) -> int:
-        return len(self.delayed)
+        return len(self.delayed if self.delayed is not None else self.restart)
 
     def shown(self, now: int, which: str = "delayed") -> np.ndarray:
         """Mask ``(T,)`` of the outputs of ``which`` (delayed | causal | restart) visible at step ``now``."""
@@ -231,7 +180,7 @@ class StreamView:
     def flips(self, now: int) -> list[list[tuple[int, object]]]:
         """Per token ``t``, the restart labels it has shown up to step ``now`` as ``(step, label)`` at each change."""
         out = []
-        for t in range(self.length):
+        for t in range(self.length if self.restart is not None else 0):
             changes = []
             for step in range(t, now + 1):
                 value = self.restart[step, t]
@@ -245,16 +194,24 @@ def _labels(outputs: torch.Tensor, regression: bool) -> np.ndarray:
     return outputs[..., 0].numpy() if regression else outputs.argmax(-1).numpy()
 
 
-def stream_view(models: ModelSet, x, delay: int) -> StreamView:
-    """The delayed model of ``delay``, the causal one and the bidirectional restart mode on one sequence."""
-    if delay not in models.delayed:
+def stream_view(models: ModelSet, x, delay: int | None) -> StreamView:
+    """The delayed model of ``delay``, the causal one and the bidirectional restart mode on one sequence; what the
+    set lacks is None (the causal row too when the delayed model is the set's only one: it would repeat it)."""
+    if models.delayed and delay not in models.delayed:
         raise ValueError(f"delay must be one of {sorted(models.delayed)}, got {delay!r}")
     regression = models.kind == "regression"
-    delayed, delayed_at = stream_delayed(models.delayed[delay], x)
-    causal, causal_at = stream_delayed(models.delayed[0], x)
-    restart = restart_outputs(models.bidirectional, x)
-    chart = restart[..., 0].numpy() if regression else restart_chart(restart)
-    return StreamView(delay, _labels(delayed, regression), delayed_at, _labels(causal, regression), causal_at, chart)
+
+    def streamed(model):
+        outputs, at = stream_delayed(model, x) if model is not None else (None, None)
+        return (None if outputs is None else _labels(outputs, regression)), at
+
+    delayed = streamed(models.delayed.get(delay))
+    causal = streamed(models.delayed.get(0) if len(models.delayed) > 1 else None)
+    chart = None
+    if models.bidirectional is not None:
+        restart = restart_outputs(models.bidirectional, x)
+        chart = restart[..., 0].numpy() if regression else restart_chart(restart)
+    return StreamView(delay, *delayed, *causal, chart)
 
 
 # ---------------------------------------------------------------- over a test set
@@ -361,12 +318,6 @@ def test_set(task: str, models: ModelSet) -> tuple[list[torch.Tensor], list[np.n
                 [g.numpy() for g in tag_ids(models.taggers.vocab, test)])
     x, y = task_test_sequences(task, TEST_SIZES[task])
     return list(x), [g.reshape(len(g)).numpy() for g in y]
-
-
-def model_set(task: str, directory: Path = PRETRAINED_DIR) -> ModelSet:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
-    return pos_model_set(directory) if task == "pos" else task_model_set(task, directory)
 
 
 def measure(task: str, directory: Path = PRETRAINED_DIR, timed: int = TIMED, seed: int = 0) -> dict:

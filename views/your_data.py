@@ -116,8 +116,11 @@ if info is not None:
 def where_it_opens(config: dict) -> str:
     if ud.opens_on_lrn_gates(config):
         return "An LRN two-class classifier opens on **LRN gates** (Data: Sentiment, Model: your run)."
+    if ud.opens_on_streaming(config):
+        return "A delayed or bidirectional tagger opens on **Streaming** (Task: your run), token by token."
     if (config.get("model") or {}).get("readout") == "steps":
-        return "A tagger's curves, test accuracy and checkpoint are on **Training runs**; no page explains taggers yet."
+        return "A tagger's curves, test accuracy and checkpoint are on **Training runs**. Only delayed and " \
+               "bidirectional LSTM taggers open on Streaming."
     return "Its curves, test accuracy and checkpoint are on **Training runs**. Only LRN classifiers of two classes " \
            "open on LRN gates."
 
@@ -165,6 +168,10 @@ def train_block(info) -> None:
         if done.checkpoint is not None and ud.opens_on_lrn_gates(done.config):
             links[0].page_link("views/lrn_gates.py", label="Open on LRN gates", icon=":material/grid_on:",
                                query_params={"lrn_mode": "Sentiment", "run": done.id})
+        if done.checkpoint is not None and done.status in ("finished", "early_stopped") and \
+                ud.opens_on_streaming(done.config):
+            links[0].page_link("views/streaming.py", label="Open on Streaming", icon=":material/stream:",
+                               query_params={"task": "your run", "run": done.id})
         links[1].page_link("views/training_runs.py", label="All training runs", icon=":material/directions_run:")
 
 

@@ -243,6 +243,15 @@ def opens_on_lrn_gates(config: dict) -> bool:
             and model.get("output_size") == 2)
 
 
+def opens_on_streaming(config: dict) -> bool:
+    """Whether a ``train`` run's config is a tagger of user data (``readout="steps"``) whose core the Streaming page
+    streams: a delayed RNN at any delay (stepped once per token) or a bidirectional one (re-run on every prefix)."""
+    model = config.get("model") if isinstance(config, dict) else None
+    args = model.get("core_args") if isinstance(model, dict) else None
+    return (isinstance(args, dict) and config.get("task") == "user_data" and model.get("readout") == "steps"
+            and model.get("core") in ("delayed", "bidirectional") and not args.get("block_sizes"))
+
+
 # ------------------------------------------------------------------------------------ the task
 
 
@@ -337,5 +346,5 @@ __all__ = [
     "FORMATS", "FORMAT_NAMES", "MAX_CLASSES", "MAX_EXAMPLES", "MAX_LABEL_CHARS", "MAX_SPLIT_FLOATS", "MAX_TOKENS",
     "MAX_TOKEN_CHARS", "MAX_UPLOAD_BYTES", "MIN_PER_CLASS", "SPLITS", "DatasetInfo", "UserData", "UserDataError",
     "UserDataset", "datasets_dir", "decode_upload", "delete_dataset", "detect_format", "list_datasets", "load_dataset",
-    "opens_on_lrn_gates", "parse_text", "parse_upload", "split_of", "store_dataset", "tokenize",
+    "opens_on_lrn_gates", "opens_on_streaming", "parse_text", "parse_upload", "split_of", "store_dataset", "tokenize",
 ]
