@@ -136,7 +136,8 @@ if model is not None:
         sections.shares_chart(result, labels, marks, activation)
         top_tokens = result["shares"].abs().argsort(descending=True)[:TOP_TOKENS].tolist()
         sections.weight_views(result["tw"], hidden, marks, top_tokens)
-        sections.activation_comparison(mode, item, labels, marks)
+        pretrained_labels = ["negative", "positive"] if card.get("task") == "user_data" else labels  # theirs, not yours
+        sections.activation_comparison(mode, item, pretrained_labels, marks)
         attribution_section(path, mode, item, result, labels, marks, card)
 
 # ---------------------------------------------------------------- train in the background
