@@ -1,5 +1,6 @@
 """Figures of "Are gates attention?" on the LRN gates page: gate weights beside captum's attributions
-for one prediction, and how well the methods agree over a test set."""
+for one prediction, and how well the methods agree over a test set. Built as plain dicts and validated by
+plotly once (:func:`~drnn_demo.viz.style.figure`, :func:`~drnn_demo.viz.style.grid`)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .lrn import LRN_SIDE_COLORS, _token_ticks
-from .style import PALETTE, _finish
+from .style import PALETTE, _axis_key, axes, figure, grid
 
 ATTRIBUTION_WEIGHT_COLOR = "#5e3c99"  # the (non-negative) gate weight row
 ATTRIBUTION_FOR, ATTRIBUTION_AGAINST = LRN_SIDE_COLORS[1], LRN_SIDE_COLORS[0]  # toward / away from the prediction
@@ -39,8 +39,8 @@ def attribution_bars(tokens: Sequence[str], rows: Mapping[str, Sequence[float]],
     span = (1 - gap * (n - 1)) / n
     traces, layout, notes = [], {}, []
     for row, (name, v, is_signed) in enumerate(zip(names, values, signed, strict=True)):
-        # one shared x axis (ticks at the bottom), one y axis per row stacked by domain: a plain layout is
-        # several times cheaper to build than make_subplots, and this figure is rebuilt for every new input
+        # one shared x axis (ticks at the bottom), one y axis per row stacked by domain, all plain dicts: several
+        # times cheaper to build than make_subplots and go objects, and this figure is rebuilt for every new input
         axis = "" if row == 0 else str(row + 1)
         top = 1 - row * (span + gap)
         rank = np.empty(T, dtype=int)
@@ -48,9 +48,9 @@ def attribution_bars(tokens: Sequence[str], rows: Mapping[str, Sequence[float]],
         colors = ([ATTRIBUTION_FOR if s >= 0 else ATTRIBUTION_AGAINST for s in v] if is_signed
                   else ATTRIBUTION_WEIGHT_COLOR)
         custom = np.array([[k, str(w), int(rank[k])] for k, w in enumerate(tokens)], dtype=object)
-        traces.append(go.Bar(
-            x=np.arange(T), y=v, marker=dict(color=colors), customdata=custom, name=name, showlegend=False,
-            xaxis="x", yaxis=f"y{axis}",
+        traces.append(dict(
+            type="bar", x=np.arange(T), y=v, marker=dict(color=colors), customdata=custom, name=name,
+            showlegend=False, xaxis="x", yaxis=f"y{axis}",
             hovertemplate=f"{name}<br>token %{{customdata[0]}} '%{{customdata[1]}}'<br>"
                           f"%{{y:{'+' if is_signed else ''}.4g}} (rank %{{customdata[2]}} of {T} by size)"
                           "<extra></extra>"))
@@ -60,10 +60,10 @@ def attribution_bars(tokens: Sequence[str], rows: Mapping[str, Sequence[float]],
                           yanchor="bottom", showarrow=False, font=dict(size=14, color="#666")))
     layout["xaxis"] = dict(anchor=f"y{n if n > 1 else ''}", range=[-0.5, T - 0.5], title="input token k",
                            **_token_ticks(tokens, marks))
-    fig = go.Figure(traces, layout=dict(**layout, annotations=notes))
     title = title or (f"Gate weights beside gradient attributions, for the prediction “{prediction}” "
                       "(blue: for it, red: against)")
-    return _finish(fig, title, height=150 + 150 * n, showlegend=False, margin=dict(l=70, r=20, t=80, b=90))
+    return figure(traces, title, height=150 + 150 * n, showlegend=False, margin=dict(l=70, r=20, t=80, b=90),
+                  annotations=notes, **layout)
 
 
 def agreement_chart(models: Mapping[str, Mapping], pair_labels: Mapping[str, str],
@@ -80,12 +80,13 @@ def agreement_chart(models: Mapping[str, Mapping], pair_labels: Mapping[str, str
         raise ValueError("agreement_chart needs at least one model")
     with_top = [m for m, row in models.items() if row.get("top_token")]
     cols = 2 if with_top else 1
-    fig = make_subplots(rows=1, cols=cols, column_widths=[0.62, 0.38][:cols], horizontal_spacing=0.2,
-                        subplot_titles=["mean Spearman ρ of |score| per sequence (95% interval)",
-                                        "top token is a deciding one (fraction)"][:cols])
+    layout = grid(1, cols, column_widths=[0.62, 0.38][:cols], horizontal_spacing=0.2,
+                  titles=["mean Spearman ρ of |score| per sequence (95% interval)",
+                          "top token is a deciding one (fraction)"][:cols])
     pair_keys = list(pair_labels)
     methods = list(method_labels or {})
     lowest = 0.0
+    data = []
     for i, (label, row) in enumerate(models.items()):
         color = PALETTE[i % len(PALETTE)]
         size = 12 if label == highlight else 8
@@ -98,17 +99,20 @@ def agreement_chart(models: Mapping[str, Mapping], pair_labels: Mapping[str, str
             low = np.array([table[k]["low"] if table[k]["low"] is not None else table[k]["mean"] for k in present])
             high = np.array([table[k]["high"] if table[k]["high"] is not None else table[k]["mean"] for k in present])
             lowest = min(lowest, float(low.min(initial=0.0)))
-            fig.add_trace(go.Scatter(
-                x=means, y=[names[k] for k in present], mode="markers", name=label, legendgroup=label,
-                showlegend=col == 1, marker=dict(color=color, size=size, symbol="circle" if col == 1 else "diamond"),
+            x, y = axes(1, col, cols)
+            data.append(dict(
+                type="scatter", x=means, y=[names[k] for k in present], mode="markers", name=label,
+                legendgroup=label, showlegend=col == 1, xaxis=x, yaxis=y,
+                marker=dict(color=color, size=size, symbol="circle" if col == 1 else "diamond"),
                 error_x=dict(type="data", symmetric=False, array=high - means, arrayminus=means - low, color=color),
                 customdata=np.array([[table[k]["n"], table[k]["low"], table[k]["high"]] for k in present],
                                     dtype=object),
                 hovertemplate=f"{label}<br>%{{y}}: %{{x:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}], "
-                              "n = %{customdata[0]}<extra></extra>"), row=1, col=col)
-    fig.update_xaxes(range=[lowest - 0.05, 1.05], row=1, col=1, title="ρ")
+                              "n = %{customdata[0]}<extra></extra>"))
+    layout["xaxis"].update(range=[lowest - 0.05, 1.05], title="ρ")
     if cols == 2:
-        fig.update_xaxes(range=[-0.05, 1.05], row=1, col=2, title="fraction", tickformat=".0%")
-    fig.update_yaxes(autorange="reversed")
-    return _finish(fig, "Do the gates rank the tokens as the attributions do? Agreement on the test set",
-                   height=420, margin=dict(l=60, r=20, t=70, b=60))
+        layout["xaxis2"].update(range=[-0.05, 1.05], title="fraction", tickformat=".0%")
+    for col in range(1, cols + 1):
+        layout[_axis_key(axes(1, col, cols)[1])]["autorange"] = "reversed"
+    return figure(data, "Do the gates rank the tokens as the attributions do? Agreement on the test set",
+                  height=420, margin=dict(l=60, r=20, t=70, b=60), **layout)

@@ -1,4 +1,7 @@
-"""Figures of the LRN gates page: token shares, unfolded weights, decay curves, gates, activations."""
+"""Figures of the LRN gates page: token shares, unfolded weights, decay curves, gates, activations.
+
+Each figure is built as plain trace and layout dicts (:func:`~drnn_demo.viz.style.figure`, subplots laid out by
+:func:`~drnn_demo.viz.style.grid`) and validated by plotly once: a slider move rebuilds them."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .style import PALETTE, _finish
+from .style import PALETTE, _axis_key, axes, figure, grid
 
 LRN_WEIGHT_SCALE = "Viridis"  # weights and gates in [0, 1] (or their log10)
 LRN_SIDE_COLORS = ("#d6604d", "#4393c3")  # bars pushing toward label 0 / label 1
@@ -75,21 +77,20 @@ def lrn_token_shares(tokens: Sequence[str], shares: Sequence[float], labels: Seq
     T = len(shares)
     colors = [LRN_SIDE_COLORS[1] if s >= 0 else LRN_SIDE_COLORS[0] for s in shares]
     custom = np.array([[k, str(w)] for k, w in enumerate(tokens)], dtype=object)
-    fig = go.Figure(go.Bar(
-        x=np.arange(T), y=shares, marker=dict(color=colors), customdata=custom, name="share",
-        hovertemplate=f"token %{{customdata[0]}} '%{{customdata[1]}}'<br>share %{{y:+.4f}} of logit({labels[1]}) − "
-                      f"logit({labels[0]})<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color="#555", width=1))
+    data = [dict(type="bar", x=np.arange(T), y=shares, marker=dict(color=colors), customdata=custom, name="share",
+                 hovertemplate=f"token %{{customdata[0]}} '%{{customdata[1]}}'<br>share %{{y:+.4f}} of "
+                               f"logit({labels[1]}) − logit({labels[0]})<extra></extra>")]
+    zero = dict(type="line", x0=0, x1=1, xref="x domain", y0=0, y1=0, yref="y", line=dict(color="#555", width=1))
     notes = []
     if bias is not None:
         notes.append(f"bias {bias:+.3f}")
     if margin is not None:
         notes.append(f"sum {float(shares.sum()) + (bias or 0.0):+.3f} vs margin {margin:+.3f}")
-    fig.update_xaxes(title="input token k", range=[-0.5, T - 0.5], **_token_ticks(tokens, marks))
-    fig.update_yaxes(title=f"share (+ {labels[1]}, − {labels[0]})", zeroline=False)
     title = title or f"Each token's share of the decision, logit({labels[1]}) − logit({labels[0]})"
-    return _finish(fig, title + (f" ({'; '.join(notes)})" if notes else ""), height=340, showlegend=False,
-                   margin=dict(l=70, r=20, t=50, b=90))
+    return figure(data, title + (f" ({'; '.join(notes)})" if notes else ""), height=340, showlegend=False,
+                  margin=dict(l=70, r=20, t=50, b=90), shapes=[zero],
+                  xaxis=dict(title="input token k", range=[-0.5, T - 0.5], **_token_ticks(tokens, marks)),
+                  yaxis=dict(title=f"share (+ {labels[1]}, − {labels[0]})", zeroline=False))
 
 
 def lrn_weight_heatmap(weights: np.ndarray, tokens: Sequence[str], unit: int | None = None, log: bool = False,
@@ -115,16 +116,15 @@ def lrn_weight_heatmap(weights: np.ndarray, tokens: Sequence[str], unit: int | N
     if zmax <= zmin:
         zmax = zmin + 1e-12
     # numeric arrays travel as base64 (a 150-token view stays small); in log view the real weights ride along
-    fig = go.Figure(go.Heatmap(
-        z=z.astype(np.float32) if log else shown, x=names, y=names, colorscale=LRN_WEIGHT_SCALE, zmin=zmin, zmax=zmax,
-        customdata=shown if log else None, colorbar=dict(title="log10 w" if log else "w"), hoverongaps=False,
-        hovertemplate=f"state after %{{y}}<br>token %{{x}}<br>w = %{{{'customdata' if log else 'z'}:.4g}}"
-                      "<extra></extra>"))
-    fig.update_xaxes(title="input token k", **x_axis)
-    fig.update_yaxes(title="output position t (state h_t)", autorange="reversed", **y_axis)
+    data = [dict(type="heatmap", z=z.astype(np.float32) if log else shown, x=names, y=names,
+                 colorscale=LRN_WEIGHT_SCALE, zmin=zmin, zmax=zmax, customdata=shown if log else None,
+                 colorbar=dict(title="log10 w" if log else "w"), hoverongaps=False,
+                 hovertemplate=f"state after %{{y}}<br>token %{{x}}<br>w = %{{{'customdata' if log else 'z'}:.4g}}"
+                               "<extra></extra>")]
     height = int(min(720, max(380, 14 * T + 200)))
-    return _finish(fig, f"Weight w[t, k] of token k in state h_t ({which}{', log scale' if log else ''})",
-                   height=height, margin=dict(l=90, r=20, t=50, b=90))
+    return figure(data, f"Weight w[t, k] of token k in state h_t ({which}{', log scale' if log else ''})",
+                  height=height, margin=dict(l=90, r=20, t=50, b=90), xaxis=dict(title="input token k", **x_axis),
+                  yaxis=dict(title="output position t (state h_t)", autorange="reversed", **y_axis))
 
 
 def lrn_decay_curves(weights: np.ndarray, tokens: Sequence[str], highlight: Sequence[int] = (), log: bool = True,
@@ -136,33 +136,33 @@ def lrn_decay_curves(weights: np.ndarray, tokens: Sequence[str], highlight: Sequ
     T = w.shape[0]
     words = [str(x) for x in tokens]
     chosen = [k for k in dict.fromkeys(int(k) for k in highlight) if 0 <= k < T]
-    fig = go.Figure()
+    data = []
     others = [k for k in range(T) if k not in chosen]
     if others:  # one grey trace, the curves separated by NaN gaps; numeric arrays travel as base64
         xs = np.concatenate([np.append(np.arange(k, T), np.nan) for k in others]).astype(np.float32)
         ys = np.concatenate([np.append(np.where(w[k:, k] > 0, w[k:, k], np.nan), np.nan) for k in others])
         ks = np.concatenate([np.full(T - k + 1, k, dtype=np.float32) for k in others])
-        fig.add_trace(go.Scatter(x=xs, y=ys, customdata=ks, mode="lines", name="other tokens",
-                                 line=dict(color=LRN_OTHER_COLOR, width=1),
-                                 hovertemplate="token %{customdata} in h_%{x}: w = %{y:.4g}<extra></extra>"))
+        data.append(dict(type="scatter", x=xs, y=ys, customdata=ks, mode="lines", name="other tokens",
+                         line=dict(color=LRN_OTHER_COLOR, width=1),
+                         hovertemplate="token %{customdata} in h_%{x}: w = %{y:.4g}<extra></extra>"))
     for i, k in enumerate(chosen):
-        t = np.arange(k, T)
         values = w[k:, k]
-        fig.add_trace(go.Scatter(
-            x=t, y=[float(v) if v > 0 else None for v in values], mode="lines+markers" if T - k <= 60 else "lines",
-            name=f"{k}: {words[k]}", line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=5),
-            customdata=values, hovertemplate=f"token {k} '{words[k]}'<br>in h_%{{x}}: w = %{{customdata:.4g}}"
-                                             "<extra></extra>"))
-    fig.update_xaxes(title="later position t (state h_t)", range=[-0.5, T - 0.5], **_token_ticks(tokens))
+        data.append(dict(
+            type="scatter", x=np.arange(k, T), y=[float(v) if v > 0 else None for v in values],
+            mode="lines+markers" if T - k <= 60 else "lines", name=f"{k}: {words[k]}",
+            line=dict(color=PALETTE[i % len(PALETTE)], width=2.5), marker=dict(size=5), customdata=values,
+            hovertemplate=f"token {k} '{words[k]}'<br>in h_%{{x}}: w = %{{customdata:.4g}}<extra></extra>"))
     if log:
         positive = w[np.tril(np.ones((T, T), dtype=bool)) & (w > 0)]
         decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
-        fig.update_yaxes(title="w[t, k] (log)", type="log", exponentformat="power", dtick=1 if decades > 3 else "D2")
+        yaxis = dict(title="w[t, k] (log)", type="log", exponentformat="power", dtick=1 if decades > 3 else "D2")
     else:
-        fig.update_yaxes(title="w[t, k]", rangemode="tozero")
+        yaxis = dict(title="w[t, k]", rangemode="tozero")
     which = "mean over units" if unit is None else f"unit {unit}"
-    return _finish(fig, f"Decay of each token's weight over later positions ({which})", height=420,
-                   margin=dict(l=70, r=20, t=50, b=90), legend=dict(orientation="v", x=1.01, y=1, xanchor="left"))
+    return figure(data, f"Decay of each token's weight over later positions ({which})", height=420,
+                  margin=dict(l=70, r=20, t=50, b=90), legend=dict(orientation="v", x=1.01, y=1, xanchor="left"),
+                  xaxis=dict(title="later position t (state h_t)", range=[-0.5, T - 0.5], **_token_ticks(tokens)),
+                  yaxis=yaxis)
 
 
 def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: Sequence[str],
@@ -170,34 +170,37 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
     """Two heatmaps, units (rows) x positions (columns): the input gate ``i_k`` (how much of token ``k``
     enters each unit) and the forget chain ``prod_{j=k+1..T-1} f_j`` (how much of it survives to the
     final state). Their product is the token's weight in the final state. ``input_gate`` and
-    ``forget_chain`` are ``(T, H)``; ``unit`` is outlined; ``log`` colours by log10 (clipped at ``floor``)."""
+    ``forget_chain`` are ``(T, H)``; ``unit`` is outlined; ``log`` colours by log10 (clipped at ``floor``).
+    One shared colour axis, two rows of a :func:`~drnn_demo.viz.style.grid` with a shared token axis."""
     gate, chain = np.asarray(input_gate, dtype=float).T, np.asarray(forget_chain, dtype=float).T  # (H, T)
     H, T = gate.shape
     names, x_axis = _token_categories(tokens)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=["input gate i_k (how much of token k enters)",
-                                        "forget chain f_{k+1} ⋯ f_{T−1} (how much of it survives to the final state)"])
+    layout = grid(2, 1, shared_xaxes=True, vertical_spacing=0.1,
+                  titles=["input gate i_k (how much of token k enters)",
+                          "forget chain f_{k+1} ⋯ f_{T−1} (how much of it survives to the final state)"])
+    for note in layout["annotations"]:
+        note["font"] = dict(size=12)
     zs = [_log10_or_none(a, floor) if log else a for a in (gate, chain)]
     finite = np.concatenate([z[np.isfinite(z)] for z in zs])
     zmin = float(finite.min()) if log and finite.size else 0.0
     zmax = 0.0 if log else 1.0
+    data, shapes = [], []
     for row, (name, raw, z) in enumerate((("i", gate, zs[0]), ("chain", chain, zs[1])), start=1):
-        fig.add_trace(go.Heatmap(
-            z=z.astype(np.float32), x=names, y=np.arange(H), coloraxis="coloraxis", customdata=raw,
-            hovertemplate=f"unit %{{y}}, token %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>"), row=row, col=1)
-        fig.update_yaxes(title="unit", autorange="reversed", row=row, col=1)
-    if unit is not None and 0 <= unit < H:
-        for row in (1, 2):
-            fig.add_shape(type="rect", x0=-0.5, x1=T - 0.5, y0=unit - 0.5, y1=unit + 0.5, row=row, col=1,
-                          line=dict(color=LRN_MARK_COLOR, width=2))
-    fig.update_xaxes(**x_axis)
-    fig.update_xaxes(title="input token k", row=2, col=1)
-    fig.update_annotations(font_size=12)
+        x, y = axes(row)
+        data.append(dict(type="heatmap", z=z.astype(np.float32), x=names, y=np.arange(H), coloraxis="coloraxis",
+                         customdata=raw, xaxis=x, yaxis=y,
+                         hovertemplate=f"unit %{{y}}, token %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>"))
+        layout[_axis_key(x)].update(x_axis)
+        layout[_axis_key(y)].update(title="unit", autorange="reversed")
+        if unit is not None and 0 <= unit < H:
+            shapes.append(dict(type="rect", x0=-0.5, x1=T - 0.5, y0=unit - 0.5, y1=unit + 0.5, xref=x, yref=y,
+                               line=dict(color=LRN_MARK_COLOR, width=2)))
+    layout["xaxis2"]["title"] = "input token k"
     height = int(min(900, max(460, 2 * (8 * H + 60) + 170)))
-    return _finish(fig, "Input gates and forget chains, per unit" + (" (log10)" if log else ""), height=height,
-                   coloraxis=dict(colorscale=LRN_WEIGHT_SCALE, cmin=zmin, cmax=zmax,
-                                  colorbar=dict(title="log10" if log else "value")),
-                   margin=dict(l=70, r=20, t=70, b=90))
+    return figure(data, "Input gates and forget chains, per unit" + (" (log10)" if log else ""), height=height,
+                  coloraxis=dict(colorscale=LRN_WEIGHT_SCALE, cmin=zmin, cmax=zmax,
+                                 colorbar=dict(title="log10" if log else "value")),
+                  margin=dict(l=70, r=20, t=70, b=90), shapes=shapes, **layout)
 
 
 def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = (), floor: float = 1e-17) -> go.Figure:
@@ -206,10 +209,12 @@ def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = ()
     row, shared log scale, with the state scale ``max_u |h_t|`` dotted for reference).
 
     ``records``: ``{"label", "tokens", "shares" (T,), "error" (T,), "scale" (T,) (optional),
-    "probability": float (optional), "prediction": str (optional)}``, one per column; ``marks``:
-    ground-truth positions (bold red tick labels).
+    "probability": float (optional), "prediction": str (optional)}``, one per column (a 2 x n
+    :func:`~drnn_demo.viz.style.grid`, each row's y axes shared); ``marks``: ground-truth positions
+    (bold red tick labels).
     """
     n = len(records)
+    cols = max(n, 1)
     titles = []
     for rec in records:
         err = np.asarray(rec["error"], dtype=float)
@@ -217,38 +222,40 @@ def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = ()
         rel = float(err.max() / scale.max()) if scale.max() > 0 else float(err.max())
         pred = f": {rec['prediction']} ({rec['probability']:.3f})" if rec.get("prediction") else ""
         titles.append(f"{rec['label']}{pred}<br><sub>max unfolding error {err.max():.2e} = {rel:.1e} of max |h|</sub>")
-    fig = make_subplots(rows=2, cols=max(n, 1), shared_yaxes="rows", vertical_spacing=0.22, horizontal_spacing=0.06,
-                        subplot_titles=titles + [""] * n, row_heights=[0.5, 0.5])
+    layout = grid(2, cols, shared_yaxes=True, vertical_spacing=0.22, horizontal_spacing=0.06, titles=titles,
+                  row_heights=[0.5, 0.5])
+    for note in layout.get("annotations", []):
+        note["font"] = dict(size=13)
+    data = []
     for col, rec in enumerate(records, start=1):
+        (x1, y1), (x2, y2) = axes(1, col, cols), axes(2, col, cols)
         tokens = [str(x) for x in rec["tokens"]]
         shares = np.asarray(rec["shares"], dtype=float)
         T = len(shares)
-        fig.add_trace(go.Bar(
-            x=np.arange(T), y=shares, marker=dict(color=[LRN_SIDE_COLORS[int(s >= 0)] for s in shares]),
-            customdata=tokens, showlegend=False, name=f"{rec['label']} share",
-            hovertemplate=f"{rec['label']}<br>token %{{x}} '%{{customdata}}'<br>share %{{y:+.4f}}<extra></extra>"),
-            row=1, col=col)
+        data.append(dict(
+            type="bar", x=np.arange(T), y=shares, marker=dict(color=[LRN_SIDE_COLORS[int(s >= 0)] for s in shares]),
+            customdata=tokens, showlegend=False, name=f"{rec['label']} share", xaxis=x1, yaxis=y1,
+            hovertemplate=f"{rec['label']}<br>token %{{x}} '%{{customdata}}'<br>share %{{y:+.4f}}<extra></extra>"))
         err = np.asarray(rec["error"], dtype=float)
-        fig.add_trace(go.Scatter(
-            x=np.arange(T), y=np.maximum(err, floor), mode="lines+markers" if T <= 60 else "lines",
+        data.append(dict(
+            type="scatter", x=np.arange(T), y=np.maximum(err, floor), mode="lines+markers" if T <= 60 else "lines",
             name="unfolding error", legendgroup="error", showlegend=col == 1, line=dict(color=PALETTE[1], width=2),
             marker=dict(size=5), customdata=np.stack([err, np.asarray(tokens, dtype=object)], axis=-1),
+            xaxis=x2, yaxis=y2,
             hovertemplate=f"{rec['label']}<br>h_%{{x}} (after '%{{customdata[1]}}')<br>error %{{customdata[0]:.3e}}"
-                          "<extra></extra>"), row=2, col=col)
+                          "<extra></extra>"))
         if rec.get("scale") is not None:
             scale = np.asarray(rec["scale"], dtype=float)
-            fig.add_trace(go.Scatter(
-                x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
+            data.append(dict(
+                type="scatter", x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
                 legendgroup="scale", showlegend=col == 1, line=dict(color="#555", dash="dot", width=1.5),
-                hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"), row=2, col=col)
-        fig.update_xaxes(**_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 3), tickfont=dict(size=11), row=1,
-                         col=col)
-        fig.update_xaxes(title="position t", row=2, col=col)
-    fig.update_yaxes(title="share of the decision", row=1, col=1)
-    fig.update_yaxes(title="error (log)", type="log", exponentformat="power", row=2, col=1)
-    for col in range(2, n + 1):
-        fig.update_yaxes(type="log", exponentformat="power", row=2, col=col)
-    fig.update_annotations(font_size=13)
-    return _finish(fig, "tanh vs identity: the same input, the unfolded shares and how exact the unfolding is",
-                   height=640, margin=dict(l=70, r=20, t=110, b=60),
-                   legend=dict(orientation="h", yanchor="bottom", y=0.40, x=1, xanchor="right"))
+                xaxis=x2, yaxis=y2, hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"))
+        layout[_axis_key(x1)].update(_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 3), tickfont=dict(size=11))
+        layout[_axis_key(x2)]["title"] = "position t"
+    for col in range(1, cols + 1):
+        layout[_axis_key(axes(2, col, cols)[1])].update(type="log", exponentformat="power")
+    layout["yaxis"]["title"] = "share of the decision"
+    layout[_axis_key(axes(2, 1, cols)[1])]["title"] = "error (log)"
+    return figure(data, "tanh vs identity: the same input, the unfolded shares and how exact the unfolding is",
+                  height=640, margin=dict(l=70, r=20, t=110, b=60),
+                  legend=dict(orientation="h", yanchor="bottom", y=0.40, x=1, xanchor="right"), **layout)
