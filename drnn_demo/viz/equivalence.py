@@ -6,9 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .style import DIVERGING, PALETTE, SEQUENTIAL, _finish
+from .style import DIVERGING, PALETTE, SEQUENTIAL, _axis_key, axes, figure, grid
 
 
 def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence[str] = ("",),
@@ -18,11 +17,9 @@ def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence
     hidden = block_edges[-1]
     limit = float(np.abs(weight).max()) or 1.0
     # no text per cell: the hover reads row, column and W from the heatmap itself (the gate is labelled beside it)
-    fig = go.Figure(go.Heatmap(
-        z=weight, colorscale=DIVERGING, zmin=-limit, zmax=limit,
-        hovertemplate="row %{y}, column %{x}<br>W = %{z:.4f}<extra></extra>", colorbar=dict(title="weight"),
-    ))
-    shapes, labels = [], []  # built in one go: add_shape one by one is slow
+    data = [dict(type="heatmap", z=weight, colorscale=DIVERGING, zmin=-limit, zmax=limit,
+                 hovertemplate="row %{y}, column %{x}<br>W = %{z:.4f}<extra></extra>", colorbar=dict(title="weight"))]
+    shapes, labels = [], []
     for g in range(weight.shape[0] // hidden):
         for edge in block_edges:
             y = g * hidden + edge - 0.5
@@ -34,35 +31,38 @@ def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence
                                xanchor="left", xshift=4))
     shapes += [dict(type="line", x0=edge - 0.5, x1=edge - 0.5, y0=-0.5, y1=weight.shape[0] - 0.5,
                     line=dict(color="black", width=1)) for edge in block_edges]
-    fig.update_layout(shapes=shapes, annotations=labels)
-    fig.update_yaxes(autorange="reversed", title="row (gate chunk, then layer block)")
-    fig.update_xaxes(title="column (state unit, layer blocks left to right)", constrain="domain")
-    return _finish(fig, title, height=max(380, min(900, 4 * weight.shape[0] + 120)))
+    return figure(data, title, height=max(380, min(900, 4 * weight.shape[0] + 120)), shapes=shapes,
+                  annotations=labels,
+                  xaxis=dict(title="column (state unit, layer blocks left to right)", constrain="domain"),
+                  yaxis=dict(autorange="reversed", title="row (gate chunk, then layer block)"))
 
 
 def layer_overlay(stacked_layers: Sequence[np.ndarray], delayed_layers: Sequence[np.ndarray],
                   unit: int = 0) -> go.Figure:
     """One panel per layer: stacked layer ``l`` (line) over delayed block ``l`` read ``l-1`` steps later."""
     k = len(stacked_layers)
-    fig = make_subplots(rows=k, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        subplot_titles=[f"layer {l + 1}: stacked h^{l + 1}_t vs delayed block {l + 1} at step t+{l}"
-                                        for l in range(k)])
+    layout = grid(k, 1, shared_xaxes=True, vertical_spacing=0.04,
+                  titles=[f"layer {l + 1}: stacked h^{l + 1}_t vs delayed block {l + 1} at step t+{l}"
+                          for l in range(k)])
+    for title in layout["annotations"]:
+        title["font"] = dict(size=12)
+    data = []
     for l, (a, b) in enumerate(zip(stacked_layers, delayed_layers, strict=True)):
         u = min(unit, a.shape[1] - 1)
         t = np.arange(a.shape[0])
-        fig.add_trace(go.Scatter(x=t, y=a[:, u], mode="lines", name="stacked", legendgroup="stacked",
-                                 showlegend=l == 0, line=dict(color=PALETTE[0], width=3),
-                                 hovertemplate="t=%{x}<br>stacked %{y:.6f}<extra></extra>"), row=l + 1, col=1)
-        fig.add_trace(go.Scatter(x=t, y=b[:, u], mode="markers", name="delayed (shifted back)", legendgroup="delayed",
-                                 showlegend=l == 0, marker=dict(color=PALETTE[1], size=6, symbol="x"),
-                                 customdata=np.abs(a[:, u] - b[:, u]),
-                                 hovertemplate="t=%{x}<br>delayed %{y:.6f}<br>|diff| %{customdata:.2e}<extra></extra>"),
-                      row=l + 1, col=1)
-    fig.update_xaxes(title="time step t of the stacked network", row=k, col=1)
-    fig.update_annotations(font_size=12)
-    return _finish(fig, f"Stacked layers vs delayed blocks (unit {unit})", height=170 * k + 150,
-                   margin=dict(l=60, r=20, t=90, b=90),  # the legend sits below, clear of plotly's toolbar
-                   legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"))
+        x, y = axes(l + 1)
+        data += [dict(type="scatter", x=t, y=a[:, u], mode="lines", name="stacked", legendgroup="stacked",
+                      showlegend=l == 0, line=dict(color=PALETTE[0], width=3),
+                      hovertemplate="t=%{x}<br>stacked %{y:.6f}<extra></extra>", xaxis=x, yaxis=y),
+                 dict(type="scatter", x=t, y=b[:, u], mode="markers", name="delayed (shifted back)",
+                      legendgroup="delayed", showlegend=l == 0, marker=dict(color=PALETTE[1], size=6, symbol="x"),
+                      customdata=np.abs(a[:, u] - b[:, u]),
+                      hovertemplate="t=%{x}<br>delayed %{y:.6f}<br>|diff| %{customdata:.2e}<extra></extra>",
+                      xaxis=x, yaxis=y)]
+    layout[_axis_key(axes(k)[0])]["title"] = "time step t of the stacked network"
+    return figure(data, f"Stacked layers vs delayed blocks (unit {unit})", height=170 * k + 150,
+                  margin=dict(l=60, r=20, t=90, b=90),  # the legend sits below, clear of plotly's toolbar
+                  legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"), **layout)
 
 
 def layer_errors(layer_error: np.ndarray) -> go.Figure:
@@ -71,26 +71,27 @@ def layer_errors(layer_error: np.ndarray) -> go.Figure:
     is neither drawn at a made-up floor nor hidden under another one."""
     errors = np.asarray(layer_error, dtype=float)
     k = errors.shape[0]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
+    layout = grid(2, 1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
+    data = []
     for l, e in enumerate(errors):
         color, t = PALETTE[l % len(PALETTE)], np.arange(len(e))
-        fig.add_trace(go.Scatter(x=t, y=[v if v > 0 else None for v in e], mode="lines", name=f"layer {l + 1}",
-                                 legendgroup=str(l), line=dict(color=color, width=2.5 - 1.5 * l / max(k - 1, 1)),
-                                 customdata=e, hovertemplate="t=%{x}<br>max error %{customdata:.3e}<extra></extra>"),
-                      row=1, col=1)
         zero = t[e == 0]
-        fig.add_trace(go.Scatter(x=zero, y=[f"layer {l + 1}"] * len(zero), mode="markers", legendgroup=str(l),
-                                 showlegend=False, marker=dict(color=color, symbol="line-ns-open", size=9),
-                                 hovertemplate=f"layer {l + 1}, t=%{{x}}<br>exactly 0<extra></extra>"), row=2, col=1)
-    fig.update_yaxes(type="log", title="max |stacked - delayed|", exponentformat="e", row=1, col=1)
-    fig.update_yaxes(title="exactly 0", type="category", autorange="reversed",
-                     categoryarray=[f"layer {l + 1}" for l in range(k)], row=2, col=1)
-    fig.update_xaxes(title="time step t", row=2, col=1)
+        data += [dict(type="scatter", x=t, y=[v if v > 0 else None for v in e], mode="lines", name=f"layer {l + 1}",
+                      legendgroup=str(l), line=dict(color=color, width=2.5 - 1.5 * l / max(k - 1, 1)),
+                      customdata=e, hovertemplate="t=%{x}<br>max error %{customdata:.3e}<extra></extra>",
+                      xaxis="x", yaxis="y"),
+                 dict(type="scatter", x=zero, y=[f"layer {l + 1}"] * len(zero), mode="markers", legendgroup=str(l),
+                      showlegend=False, marker=dict(color=color, symbol="line-ns-open", size=9),
+                      hovertemplate=f"layer {l + 1}, t=%{{x}}<br>exactly 0<extra></extra>", xaxis="x2", yaxis="y2")]
+    layout["yaxis"].update(type="log", title="max |stacked - delayed|", exponentformat="e")
+    layout["yaxis2"].update(title="exactly 0", type="category", autorange="reversed",
+                            categoryarray=[f"layer {l + 1}" for l in range(k)])
+    layout["xaxis2"]["title"] = "time step t"
     if not (errors > 0).any():
-        fig.add_annotation(text="every layer is exactly 0 at every step", xref="x domain", yref="y domain",
-                           x=0.5, y=0.5, showarrow=False, font=dict(size=14), row=1, col=1)
-        fig.update_yaxes(range=[-17, -15], row=1, col=1)
-    return _finish(fig, "Error per layer over time", height=380)
+        layout["annotations"] = [dict(text="every layer is exactly 0 at every step", xref="x domain", yref="y domain",
+                                      x=0.5, y=0.5, showarrow=False, font=dict(size=14))]
+        layout["yaxis"]["range"] = [-17, -15]
+    return figure(data, "Error per layer over time", height=380, **layout)
 
 
 def eps_curve(eps_grid: np.ndarray, eps_errors: np.ndarray, eps: float) -> go.Figure:
@@ -98,32 +99,32 @@ def eps_curve(eps_grid: np.ndarray, eps_errors: np.ndarray, eps: float) -> go.Fi
     An error of exactly 0 (eps = 0 in an exact construction) is said in a note, not drawn at a floor."""
     eps_grid, eps_errors = np.asarray(eps_grid), np.asarray(eps_errors)
     shown = [v if v > 0 else None for v in eps_errors]
-    fig = go.Figure(go.Scatter(x=eps_grid, y=shown, mode="lines+markers", name="error",
-                               customdata=eps_errors, line=dict(color=PALETTE[0]),
-                               hovertemplate="eps=%{x:.3g}<br>max output error %{customdata:.3e}<extra></extra>"))
+    data = [dict(type="scatter", x=eps_grid, y=shown, mode="lines+markers", name="error", customdata=eps_errors,
+                 line=dict(color=PALETTE[0]),
+                 hovertemplate="eps=%{x:.3g}<br>max output error %{customdata:.3e}<extra></extra>")]
     chosen = eps_errors[np.isclose(eps_grid, eps)]
     if chosen.size and chosen[0] > 0:
-        fig.add_trace(go.Scatter(x=[eps], y=chosen[:1], mode="markers", name=f"eps = {eps:g}",
-                                 marker=dict(color=PALETTE[1], size=13, symbol="diamond")))
+        data.append(dict(type="scatter", x=[eps], y=chosen[:1], mode="markers", name=f"eps = {eps:g}",
+                         marker=dict(color=PALETTE[1], size=13, symbol="diamond")))
     zeros = [f"{g:g}" for g, v in zip(eps_grid, eps_errors, strict=True) if v == 0]
+    layout = {}
     if zeros:
-        fig.add_annotation(text=f"exactly 0 at eps = {', '.join(zeros)}" + (" (chosen)" if f"{eps:g}" in zeros else ""),
-                           xref="paper", yref="paper", x=0.02, y=0.04, showarrow=False, xanchor="left",
-                           font=dict(color=PALETTE[1]))
-    fig.update_yaxes(type="log", title="max |stacked - relaxed delayed|", exponentformat="e")
-    fig.update_xaxes(title="eps (scale of the noise put into the zero blocks)")
-    return _finish(fig, "Relaxing the zero blocks breaks the equivalence", height=340)
+        layout["annotations"] = [dict(
+            text=f"exactly 0 at eps = {', '.join(zeros)}" + (" (chosen)" if f"{eps:g}" in zeros else ""),
+            xref="paper", yref="paper", x=0.02, y=0.04, showarrow=False, xanchor="left", font=dict(color=PALETTE[1]))]
+    return figure(data, "Relaxing the zero blocks breaks the equivalence", height=340,
+                  xaxis=dict(title="eps (scale of the noise put into the zero blocks)"),
+                  yaxis=dict(type="log", title="max |stacked - relaxed delayed|", exponentformat="e"), **layout)
 
 
 def influence_map(influence: np.ndarray) -> go.Figure:
     """Rows: layer blocks; columns: how many steps ahead an input lies; colour: gradient norm."""
     influence = np.asarray(influence)
     k = influence.shape[0]
-    fig = go.Figure(go.Heatmap(
-        z=influence, x=[f"+{o}" for o in range(k)], y=[f"block {l + 1}" for l in range(k)], colorscale=SEQUENTIAL,
-        zmin=0, colorbar=dict(title="‖∂s/∂x‖"),
-        hovertemplate="%{y} reads x[t%{x}]<br>gradient norm %{z:.3e}<extra></extra>",
-    ))
-    fig.update_xaxes(title="input position relative to the stacked time step t (future >= +1)", type="category")
-    fig.update_yaxes(autorange="reversed", type="category")
-    return _finish(fig, "Which future inputs reach which block", height=300)
+    data = [dict(type="heatmap", z=influence, x=[f"+{o}" for o in range(k)], y=[f"block {l + 1}" for l in range(k)],
+                 colorscale=SEQUENTIAL, zmin=0, colorbar=dict(title="‖∂s/∂x‖"),
+                 hovertemplate="%{y} reads x[t%{x}]<br>gradient norm %{z:.3e}<extra></extra>")]
+    return figure(data, "Which future inputs reach which block", height=300,
+                  xaxis=dict(title="input position relative to the stacked time step t (future >= +1)",
+                             type="category"),
+                  yaxis=dict(autorange="reversed", type="category"))

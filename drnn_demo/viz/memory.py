@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import PALETTE, _finish, downsample
+from .style import PALETTE, downsample, figure
 
 MEMORY_CELL_NAMES = {"lstm": "LSTM", "exprnn": "expRNN", "asrnn": "asRNN", "sru": "SRU", "lrn": "LRN"}
 MEMORY_CELL_COLORS = {"lstm": PALETTE[0], "exprnn": PALETTE[2], "asrnn": PALETTE[1], "sru": PALETTE[3],
@@ -38,7 +38,7 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
     "val_loss"}, ...] (optional)}``; the snapshots' validation losses are drawn as markers on the
     cell's colour. ``baseline``: the "blank, then guess" cross-entropy ``K ln 8 / (L + 2K)``.
     """
-    fig = go.Figure()
+    data = []
     last_step = 1
     for rec in records:
         color, label = _cell_color(rec["cell"]), rec["label"]
@@ -47,26 +47,25 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
         if len(idx):
             last_step = max(last_step, steps[idx[-1]])
         ratios = [None if losses[i] is None else losses[i] / baseline for i in idx]
-        fig.add_trace(go.Scatter(
-            x=[steps[i] for i in idx], y=_positive([losses[i] for i in idx], floor), mode="lines", name=label,
-            legendgroup=label, line=dict(color=color, width=1.6), customdata=ratios,
+        data.append(dict(
+            type="scatter", x=[steps[i] for i in idx], y=_positive([losses[i] for i in idx], floor), mode="lines",
+            name=label, legendgroup=label, line=dict(color=color, width=1.6), customdata=ratios,
             hovertemplate=f"{label}<br>step %{{x}}<br>train CE %{{y:.4f}}<br>= %{{customdata:.3f}} × baseline"
                           "<extra></extra>"))
         snaps = [s for s in rec.get("snapshots") or [] if s.get("val_loss") is not None]
         if snaps:
-            fig.add_trace(go.Scatter(
-                x=[s["step"] for s in snaps], y=_positive([s["val_loss"] for s in snaps], floor), mode="markers",
-                name=f"{label} (validation)", legendgroup=label, showlegend=False,
+            data.append(dict(
+                type="scatter", x=[s["step"] for s in snaps], y=_positive([s["val_loss"] for s in snaps], floor),
+                mode="markers", name=f"{label} (validation)", legendgroup=label, showlegend=False,
                 marker=dict(color=color, size=7, symbol="circle-open", line=dict(width=2)),
                 customdata=[s["val_loss"] / baseline for s in snaps],
                 hovertemplate=f"{label}<br>step %{{x}}<br>validation CE %{{y:.4f}}<br>= %{{customdata:.3f}} × "
                               "baseline<extra></extra>"))
-    fig.add_trace(go.Scatter(
-        x=[0, last_step], y=[baseline, baseline], mode="lines", name=f"baseline {baseline:.4f}",
+    data.append(dict(
+        type="scatter", x=[0, last_step], y=[baseline, baseline], mode="lines", name=f"baseline {baseline:.4f}",
         line=dict(color=BASELINE_COLOR, dash="dash", width=2),
         hovertemplate=f"baseline: blank, then a uniform guess<br>CE {baseline:.4f}<extra></extra>"))
-    fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="cross-entropy (log)", type="log")
+    yaxis, layout = dict(title="cross-entropy (log)", type="log"), {}
     # A diverged run (cross-entropy far above chance) would squash every other curve: the axis stops at
     # 3x the baseline and a note names the runs that rise above it.
     top = 3 * baseline
@@ -77,12 +76,12 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
              for rec in records if any(v is not None and np.isfinite(v) and v > top
                                        for v in rec["history"].get("loss", []))]
     if above and values:
-        fig.update_yaxes(range=[np.log10(min(values)) - 0.05, np.log10(top)])
-        fig.add_annotation(text="; ".join(f"{label} diverged (cross-entropy up to {peak:.3g}, above the axis)"
-                                          for label, peak in above),
-                           xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top",
-                           showarrow=False, font=dict(color="#b00020"), bgcolor="rgba(255,255,255,0.8)")
-    return _finish(fig, title, height=420)
+        yaxis["range"] = [np.log10(min(values)) - 0.05, np.log10(top)]
+        note = "; ".join(f"{label} diverged (cross-entropy up to {peak:.3g}, above the axis)" for label, peak in above)
+        layout["annotations"] = [dict(
+            text=note, xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top", showarrow=False,
+            font=dict(color="#b00020"), bgcolor="rgba(255,255,255,0.8)")]
+    return figure(data, title, height=420, xaxis=dict(title="training step"), yaxis=yaxis, **layout)
 
 
 PHASE_COLORS = {"input": "#2ca02c", "wait": "#cccccc", "loss": "#d62728"}
@@ -99,7 +98,7 @@ def gradient_norms_over_time(records: Sequence[dict], phases: Sequence[dict], wh
     (a state the loss does not depend on, e.g. SRU's last cell state) are left out of the log plot;
     hover shows the rest.
     """
-    fig = go.Figure()
+    data = []
     kinds = {"final": ["final"], "initial": ["initial"], "both": ["initial", "final"]}[which]
     T = max(p["stop"] for p in phases)
     for rec in records:
@@ -111,19 +110,22 @@ def gradient_norms_over_time(records: Sequence[dict], phases: Sequence[dict], wh
             T = len(norms)
             values = np.asarray([np.nan if v is None else v for v in norms], dtype=float)
             name = label if kind == "final" or which == "initial" else f"{label} (at initialisation)"
-            fig.add_trace(go.Scatter(
-                x=list(range(len(norms))), y=[v if v > 0 else None for v in _positive(values, 0.0)], mode="lines",
-                name=name, legendgroup=label,
+            data.append(dict(
+                type="scatter", x=list(range(len(norms))), y=[v or None for v in _positive(values, 0.0)],
+                mode="lines", name=name, legendgroup=label,
                 line=dict(color=color, width=2 if kind == "final" else 1.4, dash="solid" if kind == "final" else "dot"),
                 customdata=values,
                 hovertemplate=f"{name}<br>t = %{{x}}<br>||dL/ds_t|| = %{{customdata:.3e}}<extra></extra>"))
-    for phase in phases:
-        fig.add_vrect(x0=phase["start"] - 0.5, x1=phase["stop"] - 0.5, fillcolor=PHASE_COLORS[phase["role"]],
-                      opacity=0.08 if phase["stop"] - phase["start"] > 1 else 0.25, line_width=0,
-                      annotation_text=phase["label"], annotation_position="bottom left", annotation_font_size=11)
-    fig.update_xaxes(title="time step t", range=[-0.5, T - 0.5])
-    fig.update_yaxes(title="||dL/ds_t|| (log)", type="log", exponentformat="power")
-    return _finish(fig, "Gradient norm ||∂L/∂h_t|| over time", height=420)
+    # each phase a band over the whole height, its label in the band's bottom left corner
+    shapes = [dict(type="rect", x0=p["start"] - 0.5, x1=p["stop"] - 0.5, y0=0, y1=1, xref="x", yref="y domain",
+                   fillcolor=PHASE_COLORS[p["role"]], opacity=0.08 if p["stop"] - p["start"] > 1 else 0.25,
+                   line_width=0) for p in phases]
+    labels = [dict(text=p["label"], x=p["start"] - 0.5, xref="x", y=0, yref="y domain", xanchor="left",
+                   yanchor="bottom", showarrow=False, font=dict(size=11)) for p in phases]
+    layout = dict(shapes=shapes, annotations=labels) if phases else {}
+    return figure(data, "Gradient norm ||∂L/∂h_t|| over time", height=420,
+                  xaxis=dict(title="time step t", range=[-0.5, T - 0.5]),
+                  yaxis=dict(title="||dL/ds_t|| (log)", type="log", exponentformat="power"), **layout)
 
 
 def _level_bins(snapshots: Sequence[dict], bins: int) -> np.ndarray:
@@ -144,25 +146,25 @@ def saturation_histogram(snapshots: Sequence[dict], step: int, bins: int = 40) -
     edges = _level_bins(snaps, bins)
     centers = (edges[:-1] + edges[1:]) / 2
     real = np.stack([10 ** edges[:-1], 10 ** edges[1:]], axis=1)
-    fig = go.Figure()
     shown = min(snaps, key=lambda s: abs(s["step"] - step))
     chosen = [(snaps[0], "#9e9e9e", f"step {snaps[0]['step']} (start)")]
     if shown is not snaps[0]:
         chosen.append((shown, MEMORY_CELL_COLORS["asrnn"], f"step {shown['step']}"))
+    data = []
     for snap, color, name in chosen:
         log_levels = np.log10(np.asarray(snap["saturation"], dtype=float))
         counts, _ = np.histogram(np.clip(log_levels, edges[0], edges[-1]), edges)
-        fig.add_trace(go.Bar(x=centers, y=counts, name=name, marker=dict(color=color), opacity=0.75,
-                             width=(edges[1] - edges[0]) * 0.95, customdata=real,
-                             hovertemplate=f"{name}<br>|s|+eps in [%{{customdata[0]:.3g}}, %{{customdata[1]:.3g}}]"
-                                           "<br>%{y} units<extra></extra>"))
+        data.append(dict(type="bar", x=centers, y=counts, name=name, marker=dict(color=color), opacity=0.75,
+                         width=(edges[1] - edges[0]) * 0.95, customdata=real,
+                         hovertemplate=f"{name}<br>|s|+eps in [%{{customdata[0]:.3g}}, %{{customdata[1]:.3g}}]"
+                                       "<br>%{y} units<extra></extra>"))
     ticks = np.arange(np.floor(edges[0]), np.ceil(edges[-1]) + 1)
-    fig.update_xaxes(title="saturation level |s| + eps (log scale)", tickvals=ticks,
-                     ticktext=[f"1e{int(t)}" for t in ticks], range=[edges[0], edges[-1]])
-    fig.update_yaxes(title="units")
     levels = np.asarray(shown["saturation"], dtype=float)
-    return _finish(fig, f"asRNN saturation levels at step {shown['step']} (median {np.median(levels):.3g})",
-                   height=380, barmode="overlay")
+    return figure(data, f"asRNN saturation levels at step {shown['step']} (median {np.median(levels):.3g})",
+                  height=380, barmode="overlay",
+                  xaxis=dict(title="saturation level |s| + eps (log scale)", tickvals=ticks,
+                             ticktext=[f"1e{int(t)}" for t in ticks], range=[edges[0], edges[-1]]),
+                  yaxis=dict(title="units"))
 
 
 def saturation_trajectory(snapshots: Sequence[dict], step: int | None = None) -> go.Figure:
@@ -172,32 +174,32 @@ def saturation_trajectory(snapshots: Sequence[dict], step: int | None = None) ->
     steps = [s["step"] for s in snaps]
     q = np.array([np.quantile(np.asarray(s["saturation"], dtype=float), [0.0, 0.1, 0.5, 0.9, 1.0]) for s in snaps])
     color = MEMORY_CELL_COLORS["asrnn"]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=steps, y=q[:, 3], mode="lines", line=dict(width=0), showlegend=False,
-                             hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=steps, y=q[:, 1], mode="lines", line=dict(width=0), fill="tonexty",
-                             fillcolor="rgba(214,39,40,0.18)", name="10–90 % of units",
-                             customdata=q[:, [1, 3]],
-                             hovertemplate="step %{x}<br>10 %: %{customdata[0]:.3g}<br>90 %: %{customdata[1]:.3g}"
-                                           "<extra></extra>"))
-    fig.add_trace(go.Scatter(x=steps, y=q[:, 2], mode="lines+markers", name="median", line=dict(color=color, width=2),
-                             marker=dict(size=5), hovertemplate="step %{x}<br>median %{y:.3g}<extra></extra>"))
-    for col, name in ((0, "min"), (4, "max")):
-        fig.add_trace(go.Scatter(x=steps, y=q[:, col], mode="lines", name=name,
-                                 line=dict(color=color, width=1, dash="dot"),
-                                 hovertemplate=f"step %{{x}}<br>{name} %{{y:.3g}}<extra></extra>"))
+    data = [dict(type="scatter", x=steps, y=q[:, 3], mode="lines", line=dict(width=0), showlegend=False,
+                 hoverinfo="skip"),
+            dict(type="scatter", x=steps, y=q[:, 1], mode="lines", line=dict(width=0), fill="tonexty",
+                 fillcolor="rgba(214,39,40,0.18)", name="10–90 % of units", customdata=q[:, [1, 3]],
+                 hovertemplate="step %{x}<br>10 %: %{customdata[0]:.3g}<br>90 %: %{customdata[1]:.3g}"
+                               "<extra></extra>"),
+            dict(type="scatter", x=steps, y=q[:, 2], mode="lines+markers", name="median",
+                 line=dict(color=color, width=2), marker=dict(size=5),
+                 hovertemplate="step %{x}<br>median %{y:.3g}<extra></extra>")]
+    data += [dict(type="scatter", x=steps, y=q[:, col], mode="lines", name=name,
+                  line=dict(color=color, width=1, dash="dot"),
+                  hovertemplate=f"step %{{x}}<br>{name} %{{y:.3g}}<extra></extra>")
+             for col, name in ((0, "min"), (4, "max"))]
+    layout = {}
     if step is not None:
-        fig.add_vline(x=step, line=dict(color="#333333", dash="dash", width=1))
-    fig.update_xaxes(title="training step")
-    fig.update_yaxes(title="|s| + eps (log)", type="log", exponentformat="power")
-    return _finish(fig, "asRNN saturation levels during training", height=380)
+        layout["shapes"] = [dict(type="line", x0=step, x1=step, y0=0, y1=1, xref="x", yref="y domain",
+                                 line=dict(color="#333333", dash="dash", width=1))]
+    return figure(data, "asRNN saturation levels during training", height=380, xaxis=dict(title="training step"),
+                  yaxis=dict(title="|s| + eps (log)", type="log", exponentformat="power"), **layout)
 
 
 def orthogonality_errors(records: Sequence[dict], floor: float = 1e-17) -> go.Figure:
     """``||W_hh^T W_hh - I||_F`` against the step (log scale) for the cells with an orthogonal
     ``W_hh`` (asRNN, expRNN). ``records``: ``{"label", "cell", "snapshots": [{"step",
     "orthogonality_error"}, ...]}``; records without the error are skipped."""
-    fig = go.Figure()
+    data = []
     largest = 0.0
     for rec in records:
         snaps = [s for s in rec.get("snapshots") or [] if s.get("orthogonality_error") is not None]
@@ -205,13 +207,13 @@ def orthogonality_errors(records: Sequence[dict], floor: float = 1e-17) -> go.Fi
             continue
         errors = [s["orthogonality_error"] for s in snaps]
         largest = max([largest, *[e for e in errors if np.isfinite(e)]])
-        fig.add_trace(go.Scatter(
-            x=[s["step"] for s in snaps], y=_positive(errors, floor), mode="lines+markers", name=rec["label"],
-            line=dict(color=_cell_color(rec["cell"]), width=2), marker=dict(size=5), customdata=errors,
+        data.append(dict(
+            type="scatter", x=[s["step"] for s in snaps], y=_positive(errors, floor), mode="lines+markers",
+            name=rec["label"], line=dict(color=_cell_color(rec["cell"]), width=2), marker=dict(size=5),
+            customdata=errors,
             hovertemplate=f"{rec['label']}<br>step %{{x}}<br>||WᵀW − I||_F = %{{customdata:.3e}}<extra></extra>"))
-    fig.update_xaxes(title="training step")
     # a fixed span of decades: round-off jitter must not look like a trend
     top = max(1.0, largest * 10)
-    fig.update_yaxes(title="||W_hhᵀ W_hh − I||_F (log)", type="log", exponentformat="power",
-                     range=[-10, float(np.log10(top))])
-    return _finish(fig, "Orthogonality error of W_hh", height=380)
+    return figure(data, "Orthogonality error of W_hh", height=380, xaxis=dict(title="training step"),
+                  yaxis=dict(title="||W_hhᵀ W_hh − I||_F (log)", type="log", exponentformat="power",
+                             range=[-10, float(np.log10(top))]))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from .style import PALETTE, _finish, downsample
+from .style import PALETTE, _axis_key, axes, downsample, figure, grid
 
 
 def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure:
@@ -23,23 +22,23 @@ def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure
     losses = [n for n in names if n not in scores]
     panels = [("training loss", ["loss"])] + [(t, group) for t, group in (("scores", scores), ("losses", losses))
                                                if group]
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels])
-    color = 0
+    layout = grid(1, len(panels), titles=[t for t, _ in panels])
+    data, color = [], 0
     for col, (title, group) in enumerate(panels, start=1):
+        x, y = axes(1, col, len(panels))
         for name in group:
             points = [(r["step"], r[name]) for r in rows if isinstance(r.get(name), int | float)]
-            fig.add_trace(go.Scatter(x=[s for s, _ in points], y=[v for _, v in points], name=name,
-                                     mode="lines" if name == "loss" else "lines+markers",
-                                     line=dict(color=PALETTE[color % len(PALETTE)]), marker=dict(size=5)),
-                          row=1, col=col)
+            data.append(dict(type="scatter", x=[s for s, _ in points], y=[v for _, v in points], name=name,
+                             mode="lines" if name == "loss" else "lines+markers",
+                             line=dict(color=PALETTE[color % len(PALETTE)]), marker=dict(size=5), xaxis=x, yaxis=y))
             color += 1
         if title == "scores":
-            fig.update_yaxes(title="accuracy", range=[0, 1.02], row=1, col=col)
+            layout[_axis_key(y)].update(title="accuracy", range=[0, 1.02])
         else:
-            fig.update_yaxes(type="log", title="loss" if col == 1 else ", ".join(group), row=1, col=col)
-    fig.update_xaxes(title="step")
-    return _finish(fig, "", height=280, margin=dict(l=50, r=10, t=30, b=40),
-                   legend=dict(orientation="h", y=-0.3, yanchor="top"))
+            layout[_axis_key(y)].update(type="log", title="loss" if col == 1 else ", ".join(group))
+        layout[_axis_key(x)]["title"] = "step"
+    return figure(data, "", height=280, margin=dict(l=50, r=10, t=30, b=40),
+                  legend=dict(orientation="h", y=-0.3, yanchor="top"), **layout)
 
 
 DASHES = ("solid", "dash", "dot", "dashdot")  # past len(PALETTE) runs the colours repeat with another dash
@@ -54,26 +53,29 @@ def runs_overlay(runs: Sequence[dict], metric: str | None, x_title: str = "step"
     (:func:`drnn_demo.runs_compare.overlay_series`); each curve is downsampled to ``max_points``.
     """
     panels = ["training loss"] + ([metric] if metric else [])
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=0.08)
+    layout = grid(1, len(panels), titles=panels, horizontal_spacing=0.08)
+    data = []
     for i, run in enumerate(runs):
         style = dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[(i // len(PALETTE)) % len(DASHES)], width=2)
         for col, (part, label) in enumerate((("loss", "loss"), ("metric", metric))[: len(panels)], start=1):
             xs, ys = run[part]
             keep = downsample(xs, max_points)
-            fig.add_trace(go.Scatter(
-                x=[xs[j] for j in keep], y=[ys[j] for j in keep], name=run["name"], legendgroup=run["name"],
-                showlegend=col == 1, mode="lines" if part == "loss" else "lines+markers", line=style,
-                marker=dict(size=5, color=style["color"]),
-                hovertemplate=f"{run['name']}<br>{x_title} %{{x:,}}<br>{label} %{{y:.4g}}<extra></extra>"),
-                row=1, col=col)
+            x, y = axes(1, col, len(panels))
+            data.append(dict(
+                type="scatter", x=[xs[j] for j in keep], y=[ys[j] for j in keep], name=run["name"],
+                legendgroup=run["name"], showlegend=col == 1, mode="lines" if part == "loss" else "lines+markers",
+                line=dict(style), marker=dict(size=5, color=style["color"]),
+                hovertemplate=f"{run['name']}<br>{x_title} %{{x:,}}<br>{label} %{{y:.4g}}<extra></extra>",
+                xaxis=x, yaxis=y))
     losses = [v for run in runs for v in run["loss"][1]]
-    fig.update_yaxes(type="log" if losses and min(losses) > 0 else "linear", title="loss", row=1, col=1)
+    layout["yaxis"].update(type="log" if losses and min(losses) > 0 else "linear", title="loss")
     if metric:
         values = [v for run in runs for v in run["metric"][1]]
         if "accuracy" in metric:
-            fig.update_yaxes(title=metric, range=[0, 1.02], row=1, col=2)
+            layout["yaxis2"].update(title=metric, range=[0, 1.02])
         else:
-            fig.update_yaxes(title=metric, type="log" if values and min(values) > 0 else "linear", row=1, col=2)
-    fig.update_xaxes(title=x_title)
-    return _finish(fig, "", height=340, margin=dict(l=50, r=10, t=30, b=40),
-                   legend=dict(orientation="h", y=-0.25, yanchor="top"))
+            layout["yaxis2"].update(title=metric, type="log" if values and min(values) > 0 else "linear")
+    for name in ("xaxis", "xaxis2")[: len(panels)]:
+        layout[name]["title"] = x_title
+    return figure(data, "", height=340, margin=dict(l=50, r=10, t=30, b=40),
+                  legend=dict(orientation="h", y=-0.25, yanchor="top"), **layout)
