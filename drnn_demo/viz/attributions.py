@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .lrn import LRN_SIDE_COLORS, _token_ticks
-from .style import PALETTE, _axis_key, axes, figure, grid
+from .style import PALETTE, axes, axis_key, figure, grid
 
 ATTRIBUTION_WEIGHT_COLOR = "#5e3c99"  # the (non-negative) gate weight row
 ATTRIBUTION_FOR, ATTRIBUTION_AGAINST = LRN_SIDE_COLORS[1], LRN_SIDE_COLORS[0]  # toward / away from the prediction
@@ -113,6 +113,6 @@ def agreement_chart(models: Mapping[str, Mapping], pair_labels: Mapping[str, str
     if cols == 2:
         layout["xaxis2"].update(range=[-0.05, 1.05], title="fraction", tickformat=".0%")
     for col in range(1, cols + 1):
-        layout[_axis_key(axes(1, col, cols)[1])]["autorange"] = "reversed"
+        layout[axis_key(axes(1, col, cols)[1])]["autorange"] = "reversed"
     return figure(data, "Do the gates rank the tokens as the attributions do? Agreement on the test set",
                   height=420, margin=dict(l=60, r=20, t=70, b=60), **layout)

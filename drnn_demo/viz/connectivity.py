@@ -15,7 +15,8 @@ CONNECTIVITY_DECADES = 10  # the colour scale spans at most this many decades be
 
 
 def connectivity_map(matrix: np.ndarray, delay: int | None = None,
-                     title: str = "Connectivity ‖∂y_t/∂x_s‖ (log scale)", boxes: Sequence[dict] = ()) -> go.Figure:
+                     title: str = "Connectivity ‖∂y_t/∂x_s‖ (log scale)", boxes: Sequence[dict] = (),
+                     tick_labels: Sequence[str] | None = None) -> go.Figure:
     """Heatmap of ``C[t, s] = ||dy_t / dx_s||`` (:func:`drnn_demo.analysis.connectivity`): rows output step ``t``,
     columns input step ``s``, coloured by ``log10 C`` over at most :data:`CONNECTIVITY_DECADES` decades.
 
@@ -23,7 +24,8 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
     the hover of every other cell gives the real norm. ``delay``: draws the boundary ``s = t + delay`` as a
     staircase between the last readable column and the first unreadable one (a delayed RNN is exactly 0 right of
     it; ``delay=0`` for a causal network). ``boxes``: rectangles to outline, ``{"rows": (t0, t1), "cols": (s0, s1),
-    "label": str}`` with half-open ranges (e.g. the recall steps against the stored symbols).
+    "label": str}`` with half-open ranges (e.g. the recall steps against the stored symbols). ``tick_labels``: one
+    label per step (e.g. the words), on both axes.
     """
     c = np.asarray(matrix, dtype=float)
     if c.ndim == 1:
@@ -69,9 +71,11 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
             labels.append(dict(x=s0 - 0.5, y=t0 - 0.5, text=box["label"], showarrow=False, xanchor="left",
                                yanchor="bottom", font=dict(color="white", size=12), bgcolor="rgba(0,0,0,0.45)"))
     square = dict(scaleanchor="x", scaleratio=1) if T_out == T_in else {}
+    ticks = dict(tickvals=list(range(len(tick_labels))), ticktext=list(tick_labels)) if tick_labels else {}
     height = int(min(720, max(380, 6 * T_out + 200))) if T_out > 1 else 260
     return figure(data, title, height=height, margin=dict(l=60, r=20, t=50, b=90), plot_bgcolor="white",
                   shapes=shapes, annotations=labels,
-                  xaxis=dict(title="input step s", range=[-0.5, T_in - 0.5], constrain="domain", showgrid=False),
+                  xaxis=dict(title="input step s", range=[-0.5, T_in - 0.5], constrain="domain", showgrid=False,
+                             **(dict(tickangle=-45, **ticks) if ticks else {})),
                   yaxis=dict(title="output step t", range=[T_out - 0.5, -0.5], constrain="domain", showgrid=False,
-                             **square))
+                             **square, **ticks))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import DIVERGING, PALETTE, SEQUENTIAL, _axis_key, axes, figure, grid
+from .style import DIVERGING, PALETTE, SEQUENTIAL, axes, axis_key, figure, grid
 
 
 def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence[str] = ("",),
@@ -59,7 +59,7 @@ def layer_overlay(stacked_layers: Sequence[np.ndarray], delayed_layers: Sequence
                       customdata=np.abs(a[:, u] - b[:, u]),
                       hovertemplate="t=%{x}<br>delayed %{y:.6f}<br>|diff| %{customdata:.2e}<extra></extra>",
                       xaxis=x, yaxis=y)]
-    layout[_axis_key(axes(k)[0])]["title"] = "time step t of the stacked network"
+    layout[axis_key(axes(k)[0])]["title"] = "time step t of the stacked network"
     return figure(data, f"Stacked layers vs delayed blocks (unit {unit})", height=170 * k + 150,
                   margin=dict(l=60, r=20, t=90, b=90),  # the legend sits below, clear of plotly's toolbar
                   legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"), **layout)

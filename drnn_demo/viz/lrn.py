@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import PALETTE, _axis_key, axes, figure, grid
+from .style import PALETTE, axes, axis_key, figure, grid
 
 LRN_WEIGHT_SCALE = "Viridis"  # weights and gates in [0, 1] (or their log10)
 LRN_SIDE_COLORS = ("#d6604d", "#4393c3")  # bars pushing toward label 0 / label 1
@@ -190,8 +190,8 @@ def lrn_gate_heatmaps(input_gate: np.ndarray, forget_chain: np.ndarray, tokens: 
         data.append(dict(type="heatmap", z=z.astype(np.float32), x=names, y=np.arange(H), coloraxis="coloraxis",
                          customdata=raw, xaxis=x, yaxis=y,
                          hovertemplate=f"unit %{{y}}, token %{{x}}<br>{name} = %{{customdata:.4g}}<extra></extra>"))
-        layout[_axis_key(x)].update(x_axis)
-        layout[_axis_key(y)].update(title="unit", autorange="reversed")
+        layout[axis_key(x)].update(x_axis)
+        layout[axis_key(y)].update(title="unit", autorange="reversed")
         if unit is not None and 0 <= unit < H:
             shapes.append(dict(type="rect", x0=-0.5, x1=T - 0.5, y0=unit - 0.5, y1=unit + 0.5, xref=x, yref=y,
                                line=dict(color=LRN_MARK_COLOR, width=2)))
@@ -250,12 +250,12 @@ def lrn_activation_comparison(records: Sequence[dict], marks: Sequence[int] = ()
                 type="scatter", x=np.arange(T), y=np.maximum(scale, floor), mode="lines", name="state scale max |h_t|",
                 legendgroup="scale", showlegend=col == 1, line=dict(color="#555", dash="dot", width=1.5),
                 xaxis=x2, yaxis=y2, hovertemplate=f"{rec['label']}<br>max |h_%{{x}}| = %{{y:.3g}}<extra></extra>"))
-        layout[_axis_key(x1)].update(_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 3), tickfont=dict(size=11))
-        layout[_axis_key(x2)]["title"] = "position t"
+        layout[axis_key(x1)].update(_token_ticks(tokens, marks, limit=LRN_TICK_LIMIT // 3), tickfont=dict(size=11))
+        layout[axis_key(x2)]["title"] = "position t"
     for col in range(1, cols + 1):
-        layout[_axis_key(axes(2, col, cols)[1])].update(type="log", exponentformat="power")
+        layout[axis_key(axes(2, col, cols)[1])].update(type="log", exponentformat="power")
     layout["yaxis"]["title"] = "share of the decision"
-    layout[_axis_key(axes(2, 1, cols)[1])]["title"] = "error (log)"
+    layout[axis_key(axes(2, 1, cols)[1])]["title"] = "error (log)"
     return figure(data, "tanh vs identity: the same input, the unfolded shares and how exact the unfolding is",
                   height=640, margin=dict(l=70, r=20, t=110, b=60),
                   legend=dict(orientation="h", yanchor="bottom", y=0.40, x=1, xanchor="right"), **layout)

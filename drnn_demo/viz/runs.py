@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from .style import PALETTE, _axis_key, axes, downsample, figure, grid
+from .style import PALETTE, axes, axis_key, downsample, figure, grid
 
 
 def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure:
@@ -33,10 +33,10 @@ def training_curves(history: Sequence[dict], max_points: int = 500) -> go.Figure
                              line=dict(color=PALETTE[color % len(PALETTE)]), marker=dict(size=5), xaxis=x, yaxis=y))
             color += 1
         if title == "scores":
-            layout[_axis_key(y)].update(title="accuracy", range=[0, 1.02])
+            layout[axis_key(y)].update(title="accuracy", range=[0, 1.02])
         else:
-            layout[_axis_key(y)].update(type="log", title="loss" if col == 1 else ", ".join(group))
-        layout[_axis_key(x)]["title"] = "step"
+            layout[axis_key(y)].update(type="log", title="loss" if col == 1 else ", ".join(group))
+        layout[axis_key(x)]["title"] = "step"
     return figure(data, "", height=280, margin=dict(l=50, r=10, t=30, b=40),
                   legend=dict(orientation="h", y=-0.3, yanchor="top"), **layout)
 

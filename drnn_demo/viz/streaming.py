@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .connectivity import connectivity_map
-from .style import PALETTE, _finish
+from .style import PALETTE, figure
 
 STREAM_NEW = "#4c9be8"  # a label shown for the first time
 STREAM_KEPT = "#e8eef4"  # a label shown before, unchanged
@@ -43,18 +43,18 @@ def incremental_chart(chart: np.ndarray, labels: Sequence[str], tokens: Sequence
     what = np.where(np.isnan(status), np.where(arrived == "", "not shown yet", "not arrived"),
                     names[np.nan_to_num(status).astype(int)])
     ticks = [f"{t}: {w}" for t, w in enumerate(tokens)]
-    fig = go.Figure(go.Heatmap(
-        z=status, x=list(range(T)), y=list(range(len(chart))), text=text, texttemplate="%{text}",
-        textfont=dict(size=11), zmin=0, zmax=2, showscale=False, xgap=1, ygap=1, hoverongaps=False,
-        colorscale=[[0, STREAM_KEPT], [0.33, STREAM_KEPT], [0.34, STREAM_NEW], [0.66, STREAM_NEW],
-                    [0.67, STREAM_CHANGED], [1, STREAM_CHANGED]],
-        customdata=np.dstack([np.broadcast_to(np.asarray(ticks, dtype=object), chart.shape), what]),
-        hovertemplate="step %{y}, token %{customdata[0]}<br>%{text} (%{customdata[1]})<extra></extra>"))
-    fig.update_xaxes(title="token", tickvals=list(range(T)), ticktext=[str(w)[:10] for w in tokens],
-                     range=[-0.5, T - 0.5], tickangle=-45 if T > 8 else 0)
-    fig.update_yaxes(title="time step (now)", range=[max(len(chart), 1) - 0.5, -0.5])
-    return _finish(fig, title, height=int(min(620, max(260, 22 * len(chart) + 170))),
-                   margin=dict(l=60, r=20, t=50, b=110))
+    data = [dict(type="heatmap", z=status, x=list(range(T)), y=list(range(len(chart))), text=text,
+                 texttemplate="%{text}", textfont=dict(size=11), zmin=0, zmax=2, showscale=False, xgap=1, ygap=1,
+                 hoverongaps=False,
+                 colorscale=[[0, STREAM_KEPT], [0.33, STREAM_KEPT], [0.34, STREAM_NEW], [0.66, STREAM_NEW],
+                             [0.67, STREAM_CHANGED], [1, STREAM_CHANGED]],
+                 customdata=np.dstack([np.broadcast_to(np.asarray(ticks, dtype=object), chart.shape), what]),
+                 hovertemplate="step %{y}, token %{customdata[0]}<br>%{text} (%{customdata[1]})<extra></extra>")]
+    return figure(data, title, height=int(min(620, max(260, 22 * len(chart) + 170))),
+                  margin=dict(l=60, r=20, t=50, b=110),
+                  xaxis=dict(title="token", tickvals=list(range(T)), ticktext=[str(w)[:10] for w in tokens],
+                             range=[-0.5, T - 0.5], tickangle=-45 if T > 8 else 0),
+                  yaxis=dict(title="time step (now)", range=[max(len(chart), 1) - 0.5, -0.5]))
 
 
 def now_table_html(tokens: Sequence[str], now: int, lines: Sequence[tuple[str, Sequence[str | None],
@@ -92,24 +92,23 @@ def stream_values(now: int, x: np.ndarray, target: np.ndarray, delayed: np.ndarr
     a revision of the one before)."""
     T = len(target)
     t = np.arange(T)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=t[: now + 1], y=x[: now + 1], mode="lines", name="input x (arrived)",
-                             line=dict(color="#999", width=1)))
-    fig.add_trace(go.Scatter(x=t, y=target, mode="lines", name="target", line=dict(color="#333", dash="dot")))
-    for step in range(max(0, now - 8), now):
-        fig.add_trace(go.Scatter(x=t[: step + 1], y=restart[step, : step + 1], mode="lines", showlegend=False,
-                                 line=dict(color=PALETTE[1], width=1), opacity=0.15 + 0.05 * (step - now + 8),
-                                 hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=t[: now + 1], y=restart[now, : now + 1], mode="lines",
-                             name="bidirectional, restart (faint: its earlier outputs)", line=dict(color=PALETTE[1])))
+    data = [dict(type="scatter", x=t[: now + 1], y=x[: now + 1], mode="lines", name="input x (arrived)",
+                 line=dict(color="#999", width=1)),
+            dict(type="scatter", x=t, y=target, mode="lines", name="target", line=dict(color="#333", dash="dot"))]
+    data += [dict(type="scatter", x=t[: step + 1], y=restart[step, : step + 1], mode="lines", showlegend=False,
+                  line=dict(color=PALETTE[1], width=1), opacity=0.15 + 0.05 * (step - now + 8), hoverinfo="skip")
+             for step in range(max(0, now - 8), now)]
+    data.append(dict(type="scatter", x=t[: now + 1], y=restart[now, : now + 1], mode="lines",
+                     name="bidirectional, restart (faint: its earlier outputs)", line=dict(color=PALETTE[1])))
     for name, values, at, color in ((f"delayed d={delay}", delayed, delayed_at, PALETTE[0]),
                                     ("causal d=0", causal, causal_at, PALETTE[2])):
         shown = at <= now
-        fig.add_trace(go.Scatter(x=t[shown], y=values[shown], mode="lines+markers", name=name,
-                                 marker=dict(size=4), line=dict(color=color)))
-    fig.add_vline(x=now, line=dict(color="#888", dash="dash"))
-    fig.update_xaxes(title="time step", range=[-0.5, T - 0.5])
-    return _finish(fig, f"Step now = {now}", height=420)
+        data.append(dict(type="scatter", x=t[shown], y=values[shown], mode="lines+markers", name=name,
+                         marker=dict(size=4), line=dict(color=color)))
+    now_line = dict(type="line", x0=now, x1=now, xref="x", y0=0, y1=1, yref="y domain",
+                    line=dict(color="#888", dash="dash"))
+    return figure(data, f"Step now = {now}", height=420, shapes=[now_line],
+                  xaxis=dict(title="time step", range=[-0.5, T - 0.5]))
 
 
 def accuracy_vs_latency(rows: Sequence[dict], metric: str = "accuracy", lower_is_better: bool = False,
@@ -120,50 +119,48 @@ def accuracy_vs_latency(rows: Sequence[dict], metric: str = "accuracy", lower_is
     the sequence)."""
     delayed = [r for r in rows if r.get("delay") is not None]
     bi = next((r for r in rows if r.get("delay") is None), None)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[r["delay"] for r in delayed], y=[r[metric] for r in delayed], mode="lines+markers",
-                             name="delayed RNN (final when shown)", marker=dict(size=9, color=PALETTE[0]),
-                             hovertemplate="d=%{x}<br>" + metric + " %{y:.4f}<extra></extra>"))
+    data = [dict(type="scatter", x=[r["delay"] for r in delayed], y=[r[metric] for r in delayed],
+                 mode="lines+markers", name="delayed RNN (final when shown)", marker=dict(size=9, color=PALETTE[0]),
+                 hovertemplate="d=%{x}<br>" + metric + " %{y:.4f}<extra></extra>")]
+    shapes, notes = [], []
     if bi is not None:
         ks = [k for k in lags if f"{metric}_lag{k}" in bi]
-        fig.add_trace(go.Scatter(x=ks, y=[bi[f"{metric}_lag{k}"] for k in ks], mode="lines+markers",
-                                 name="bidirectional, restart, read k steps late", marker=dict(size=8, symbol="square",
-                                                                                            color=PALETTE[1]),
-                                 line=dict(dash="dot"),
-                                 hovertemplate="k=%{x}<br>" + metric + " %{y:.4f}<extra></extra>"))
-        fig.add_hline(y=bi[metric], line=dict(color=PALETTE[1], dash="dash"),
-                      annotation_text=f"bidirectional, final (waits for the end): {bi[metric]:.4f}",
-                      annotation_position="bottom right" if lower_is_better else "top left")
-    fig.update_xaxes(title="latency: steps between a token and its label", dtick=1)
-    fig.update_yaxes(title=metric + (" (lower is better)" if lower_is_better else ""))
-    return _finish(fig, f"Test {metric} against latency", height=400)
+        data.append(dict(type="scatter", x=ks, y=[bi[f"{metric}_lag{k}"] for k in ks], mode="lines+markers",
+                         name="bidirectional, restart, read k steps late",
+                         marker=dict(size=8, symbol="square", color=PALETTE[1]), line=dict(dash="dot"),
+                         hovertemplate="k=%{x}<br>" + metric + " %{y:.4f}<extra></extra>"))
+        final = bi[metric]
+        shapes.append(dict(type="line", x0=0, x1=1, xref="x domain", y0=final, y1=final, yref="y",
+                           line=dict(color=PALETTE[1], dash="dash")))
+        below = lower_is_better  # the note sits on the side of the line away from the better values
+        notes.append(dict(text=f"bidirectional, final (waits for the end): {final:.4f}", showarrow=False,
+                          x=1 if below else 0, xanchor="right" if below else "left", xref="x domain", y=final,
+                          yanchor="top" if below else "bottom", yref="y"))
+    return figure(data, f"Test {metric} against latency", height=400, shapes=shapes, annotations=notes,
+                  xaxis=dict(title="latency: steps between a token and its label", dtick=1),
+                  yaxis=dict(title=metric + (" (lower is better)" if lower_is_better else "")))
 
 
 def compute_per_token(sequences: Sequence[dict], delay: int) -> go.Figure:
     """Measured milliseconds per arriving token against the sequence length: the delayed RNN's one step against
     restart mode's re-run of the whole prefix (hover: their ratio and the recurrent cell steps each needs)."""
     length = np.array([s["length"] for s in sequences])
-    fig = go.Figure()
+    data = []
     for key, name, color in (("delayed", f"delayed d={delay}: one step", PALETTE[0]),
                              ("restart", "bidirectional, restart: whole prefix", PALETTE[1])):
         ms = np.array([s[key] * 1e3 for s in sequences])
         steps = [s[f"{key}_cell_steps"] for s in sequences]
         ratio = [s["ratio"] for s in sequences]
-        fig.add_trace(go.Scatter(x=length, y=ms, mode="markers", name=name, marker=dict(color=color, size=7),
-                                 customdata=np.stack([steps, ratio], 1),
-                                 hovertemplate="T=%{x}: %{y:.3f} ms per token<br>%{customdata[0]} cell steps, "
-                                               "restart / delayed = %{customdata[1]:.1f}×<extra></extra>"))
-    fig.update_xaxes(title="sequence length T")
-    fig.update_yaxes(title="ms per arriving token", type="log")
-    return _finish(fig, "Compute per arriving token (measured)", height=380)
+        data.append(dict(type="scatter", x=length, y=ms, mode="markers", name=name, marker=dict(color=color, size=7),
+                         customdata=np.stack([steps, ratio], 1),
+                         hovertemplate="T=%{x}: %{y:.3f} ms per token<br>%{customdata[0]} cell steps, "
+                                       "restart / delayed = %{customdata[1]:.1f}×<extra></extra>"))
+    return figure(data, "Compute per arriving token (measured)", height=380, xaxis=dict(title="sequence length T"),
+                  yaxis=dict(title="ms per arriving token", type="log"))
 
 
 def token_connectivity_map(matrix: np.ndarray, tokens: Sequence[str], delay: int | None = None,
                            title: str = "Connectivity ‖∂y_t/∂x_s‖ (log scale)") -> go.Figure:
     """:func:`~drnn_demo.viz.connectivity.connectivity_map` with the tokens (words) as tick labels on both axes."""
-    fig = connectivity_map(matrix, delay=delay, title=title)
-    if len(tokens) <= 60:
-        ticks = dict(tickvals=list(range(len(tokens))), ticktext=[f"{str(w)[:12]} ({t})" for t, w in enumerate(tokens)])
-        fig.update_xaxes(tickangle=-45, **ticks)
-        fig.update_yaxes(**ticks)
-    return fig
+    labels = [f"{str(w)[:12]} ({t})" for t, w in enumerate(tokens)] if len(tokens) <= 60 else None
+    return connectivity_map(matrix, delay=delay, title=title, tick_labels=labels)

@@ -1,4 +1,5 @@
-"""The shared look of every figure: palette, fonts, margins, and the finishing touch ``_finish``."""
+"""The shared look of every figure (palette, fonts, margins) and the two builders every figure goes through:
+:func:`figure` (plain trace dicts and layout in, one validated ``go.Figure`` out) and :func:`grid` (subplots)."""
 
 from __future__ import annotations
 
@@ -20,22 +21,15 @@ AXIS = dict(automargin=True, ticks="")  # on every axis, subplots included, wher
 COLORBAR = dict(outlinewidth=0, ticks="")  # on every heatmap's own colour bar
 
 
-def _defaults(obj, values: dict) -> None:
-    """Set each of ``values`` on a plotly object where the figure did not set it."""
-    for name, value in values.items():
-        if obj[name] is None:
-            obj[name] = value
-
-
 def figure(data: Sequence[dict], title: str, height: int = 380, **layout) -> go.Figure:
     """One ``go.Figure`` from plain trace dicts (each with its ``type``) and layout keywords, in the shared look.
 
-    The same figure as building it step by step with ``add_trace`` / ``update_layout`` and :func:`_finish`, at a
-    fraction of the cost: plotly validates the whole figure once instead of dispatching every step (a slider move
-    rebuilds the figures it changes, so this is on every page's critical path). ``layout`` keys override
-    :data:`LAYOUT` (shallow: a given ``legend`` or ``margin`` replaces the default one); every axis ``xaxis``,
-    ``yaxis``, ``xaxis2``, ... gets :data:`AXIS` where it did not set a key, heatmaps :data:`COLORBAR`, bars a thin
-    white outline."""
+    The same figure as building it step by step with ``add_trace`` / ``update_layout`` and then setting these
+    defaults, at a fraction of the cost: plotly validates the whole figure once instead of dispatching every step
+    (a slider move rebuilds the figures it changes, so this is on every page's critical path). ``layout`` keys
+    override :data:`LAYOUT` (shallow: a given ``legend`` or ``margin`` replaces the default one); every axis
+    ``xaxis``, ``yaxis``, ``xaxis2``, ... gets :data:`AXIS` where it did not set a key, heatmaps :data:`COLORBAR`,
+    bars a thin white outline."""
     layout = {**LAYOUT, **layout, "title": dict(text=title, x=0.0, xanchor="left"), "height": height}
     for name in {"xaxis", "yaxis", *(k for k in layout if k.startswith(("xaxis", "yaxis")))}:
         layout[name] = {**AXIS, **layout.get(name, {})}
@@ -59,27 +53,25 @@ def grid(rows: int, cols: int = 1, *, row_heights: Sequence[float] | None = None
     ``titles``: one per subplot, row by row, above its plot area."""
     vertical_spacing = 0.3 / rows if vertical_spacing is None else vertical_spacing
     horizontal_spacing = 0.2 / cols if horizontal_spacing is None else horizontal_spacing
-    heights = np.asarray(row_heights if row_heights is not None else [1.0] * rows, dtype=float)
-    widths = np.asarray(column_widths if column_widths is not None else [1.0] * cols, dtype=float)
-    heights = heights / heights.sum() * (1 - vertical_spacing * (rows - 1))
-    widths = widths / widths.sum() * (1 - horizontal_spacing * (cols - 1))
-    tops = 1 - np.concatenate([[0.0], np.cumsum(heights + vertical_spacing)[:-1]])
-    lefts = np.concatenate([[0.0], np.cumsum(widths + horizontal_spacing)[:-1]])
+    # the arithmetic of make_subplots, so the domains are the same to the last bit: sizes, then each cell's start
+    # (rows counted from the bottom)
+    widths, lefts = _spans(cols, horizontal_spacing, column_widths)
+    heights, bottoms = _spans(rows, vertical_spacing, None if row_heights is None else list(reversed(row_heights)))
     layout, annotations = {}, []
     for r in range(1, rows + 1):
         for c in range(1, cols + 1):
             x, y = axes(r, c, cols)
-            left, top = float(lefts[c - 1]), float(tops[r - 1])
-            xaxis = {"anchor": y, "domain": [left, left + float(widths[c - 1])]}
-            yaxis = {"anchor": x, "domain": [max(0.0, top - float(heights[r - 1])), top]}
+            x_domain = [lefts[c - 1], lefts[c - 1] + widths[c - 1]]
+            y_domain = [max(0.0, bottoms[rows - r]), bottoms[rows - r] + heights[rows - r]]
+            xaxis, yaxis = {"anchor": y, "domain": x_domain}, {"anchor": x, "domain": y_domain}
             if shared_xaxes and r < rows:
                 xaxis.update(matches=axes(rows, c, cols)[0], showticklabels=False)
             if shared_yaxes and c > 1:
                 yaxis.update(matches=axes(r, 1, cols)[1], showticklabels=False)
-            layout[_axis_key(x)], layout[_axis_key(y)] = xaxis, yaxis
+            layout[axis_key(x)], layout[axis_key(y)] = xaxis, yaxis
             index = (r - 1) * cols + c - 1
             if index < len(titles) and titles[index]:
-                annotations.append(dict(text=titles[index], x=left + float(widths[c - 1]) / 2, y=top, xref="paper",
+                annotations.append(dict(text=titles[index], x=sum(x_domain) / 2, y=y_domain[1], xref="paper",
                                         yref="paper", xanchor="center", yanchor="bottom", showarrow=False,
                                         font=dict(size=16)))
     if annotations:
@@ -93,21 +85,16 @@ def axes(row: int, col: int = 1, cols: int = 1) -> tuple[str, str]:
     return ("x", "y") if index == 1 else (f"x{index}", f"y{index}")
 
 
-def _axis_key(ref: str) -> str:
+def _spans(n: int, spacing: float, weights: Sequence[float] | None) -> tuple[list[float], list[float]]:
+    """Sizes and starts of ``n`` cells along one side of a :func:`grid`, ``spacing`` apart."""
+    total = 1.0 - spacing * (n - 1)
+    sizes = [total / n] * n if weights is None else [total * (w / float(sum(weights))) for w in weights]
+    return sizes, [sum(sizes[:i]) + i * spacing for i in range(n)]
+
+
+def axis_key(ref: str) -> str:
     """``"x2"`` -> ``"xaxis2"``, ``"y"`` -> ``"yaxis"``."""
     return f"{ref[0]}axis{ref[1:]}"
-
-
-def _finish(fig: go.Figure, title: str, height: int = 380, **layout) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left"), height=height, **{**LAYOUT, **layout})
-    for axis in (*fig.select_xaxes(), *fig.select_yaxes()):
-        _defaults(axis, AXIS)
-    for trace in fig.data:
-        if trace.type == "heatmap":
-            _defaults(trace.colorbar, COLORBAR)
-        elif trace.type == "bar" and trace.marker.line.width is None:
-            trace.marker.line.update(color="white", width=0.5)
-    return fig
 
 
 def downsample(values: Sequence, max_points: int = 500) -> np.ndarray:
