@@ -33,3 +33,17 @@ def test_unknown_words_are_visible_on_the_token_axis():
     fig = viz.lrn_token_shares(["a", "dull (<unk>)", "film"], [0.1, 0.0, -0.2])
     ticks = list(fig.layout.xaxis.ticktext)
     assert ticks[0] == "a" and "dull (&lt;unk&gt;)" in ticks[1] and "<i" in ticks[1]  # escaped, not a lost tag
+
+
+def test_an_untrained_loss_above_three_baselines_is_a_start_not_a_divergence():
+    baseline = 0.3  # the copy task's: its untrained cross-entropy (about ln 8) is far above 3x this
+    steps = list(range(0, 100, 10))
+    learning = [2.2 - 0.2 * i for i in range(10)]
+    records = [{"label": "LSTM", "cell": "lstm", "history": {"step": steps, "loss": learning}},
+               {"label": "asRNN", "cell": "asrnn", "history": {"step": steps, "loss": [2.1, 1.5, 93.7] + [1.0] * 7}}]
+    fig = viz.memory_loss_curves(records, baseline)
+    note = fig.layout.annotations[0].text
+    assert "asRNN diverged (cross-entropy up to 93.7" in note and "LSTM" not in note
+    low, high = fig.layout.yaxis.range
+    assert 10**high >= max(learning) and 10**high < 93.7  # the learning curve whole, the spike cut off
+    assert not viz.memory_loss_curves(records[:1], baseline).layout.annotations

@@ -66,15 +66,21 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
         line=dict(color=BASELINE_COLOR, dash="dash", width=2),
         hovertemplate=f"baseline: blank, then a uniform guess<br>CE {baseline:.4f}<extra></extra>"))
     yaxis, layout = dict(title="cross-entropy (log)", type="log"), {}
-    # A diverged run (cross-entropy far above chance) would squash every other curve: the axis stops at
-    # 3x the baseline and a note names the runs that rise above it.
-    top = 3 * baseline
-    values = [v for rec in records for v in [*rec["history"].get("loss", []),
-                                             *(s.get("val_loss") for s in rec.get("snapshots") or [])]
-              if v is not None and np.isfinite(v) and v > 0]
-    above = [(rec["label"], max(v for v in rec["history"].get("loss", []) if v is not None and np.isfinite(v)))
-             for rec in records if any(v is not None and np.isfinite(v) and v > top
-                                       for v in rec["history"].get("loss", []))]
+    # A diverged run would squash every other curve: a run diverged when its cross-entropy rises above both 3x the
+    # baseline and 1.5x where it started (an untrained loss above 3x the baseline is a start, not a divergence);
+    # the axis then stops where the other curves end (at least 3x the baseline) and a note names the diverged runs.
+    values, above, top = [], [], 3 * baseline
+    for rec in records:
+        losses = [v for v in rec["history"].get("loss", []) if v is not None and np.isfinite(v) and v > 0]
+        checked = losses + [v for v in (s.get("val_loss") for s in rec.get("snapshots") or [])
+                            if v is not None and np.isfinite(v) and v > 0]
+        values += checked
+        if not losses:
+            continue
+        ceiling = max(3 * baseline, 1.5 * losses[0])
+        if max(losses) > ceiling:
+            above.append((rec["label"], max(losses)))
+        top = max(top, min(max(checked), ceiling))
     if above and values:
         yaxis["range"] = [np.log10(min(values)) - 0.05, np.log10(top)]
         note = "; ".join(f"{label} diverged (cross-entropy up to {peak:.3g}, above the axis)" for label, peak in above)
