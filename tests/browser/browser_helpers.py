@@ -7,7 +7,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 
 
-def wait_idle(page, timeout=120_000):
+def wait_idle(page, timeout=240_000):
     """Wait until the app's script run is over (the Streamlit e2e suite's way, not a sleep)."""
     page.wait_for_selector(IDLE, timeout=timeout)
 

@@ -41,12 +41,12 @@ def test_moving_the_layers_slider_redraws_the_equivalence_page(server, page):
     base, _ = server
     page.goto(f"{base}/equivalence")
     wait_idle(page)
-    page.wait_for_selector("text=H=24, d=2")
+    page.wait_for_selector("text=H=24, d=2", timeout=120_000)  # a first visit computes the page (slow under load)
     thumb = page.get_by_role("slider", name="Layers k")
     thumb.focus()
     start = time.time()
     thumb.press("ArrowRight")
-    page.wait_for_selector("text=H=32, d=3", timeout=30_000)
+    page.wait_for_selector("text=H=32, d=3", timeout=120_000)
     wait_idle(page)
     elapsed = time.time() - start
     print(f"\nslider move -> updated equivalence charts: {elapsed:.2f}s")
