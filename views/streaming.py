@@ -127,13 +127,7 @@ if task == "pos":
     if source == "typed":
         text = bound(picker.text_input, "Your sentence", "The old man the boats .", max_chars=300, key="text",
                      help=f"words and punctuation, at most {MAX_TYPED_WORDS} of them")
-        try:
-            if not tokenize(text):
-                st.warning("Type at least one word.")
-                st.stop()
-        except ValueError as err:
-            st.error(str(err))
-            st.stop()
+        sections.stop_unless_words(tokenize, text)
     else:
         index = bound(picker.number_input, "EWT test sentence", 0, len(sentences("test")) - 1, DEFAULT_SENTENCE,
                       key="sent", help="its index in the test file")

@@ -77,6 +77,18 @@ def run_caption(info, ms, delay: int | None) -> str:
             "data** to stream it beside this one.")
 
 
+def stop_unless_words(split, text: str) -> None:
+    """Stop the page with one message unless ``split(text)`` gives at least one word (it raises ValueError for a
+    sentence it refuses, with the reason)."""
+    try:
+        if not split(text):
+            st.warning("Type at least one word.")
+            st.stop()
+    except ValueError as err:
+        st.error(str(err))
+        st.stop()
+
+
 def user_sentence(column, picker, test: list | None) -> tuple[str, str, int]:
     """``(source, text, index)``: one of the run's test sentences ``test`` (``[(words, tags)]``; None: its data set is
     gone), or a typed one. Stops the page, saying why, for an empty, too long or unusable sentence."""
@@ -91,13 +103,7 @@ def user_sentence(column, picker, test: list | None) -> tuple[str, str, int]:
                      placeholder=" ".join(test[0][0]) if test else "the words of a sentence, separated by spaces",
                      help=f"tokens separated by spaces, as in your file (punctuation too), at most "
                           f"{MAX_TYPED_TOKENS}; read lower-cased, as your data set was")
-        try:
-            if not typed_tokens(text):
-                st.warning("Type at least one word.")
-                st.stop()
-        except ValueError as err:
-            st.error(str(err))
-            st.stop()
+        stop_unless_words(typed_tokens, text)
         return "typed", text, 0
     index = bound(picker.number_input, "Test sentence", 0, len(test) - 1, 0, key="u_sent",
                   help=f"its place among the {len(test):,} sentences of your data set's test split, the ones the "
