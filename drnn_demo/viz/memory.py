@@ -68,7 +68,8 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
     yaxis, layout = dict(title="cross-entropy (log)", type="log"), {}
     # A diverged run would squash every other curve: a run diverged when its cross-entropy rises above both 3x the
     # baseline and 1.5x where it started (an untrained loss above 3x the baseline is a start, not a divergence);
-    # the axis then stops where the other curves end (at least 3x the baseline) and a note names the diverged runs.
+    # the axis then stops where the other curves end (at least 3x the baseline) and a note names the diverged runs,
+    # bottom left, where loss curves (which start high) leave room.
     values, above, top = [], [], 3 * baseline
     for rec in records:
         losses = [v for v in rec["history"].get("loss", []) if v is not None and np.isfinite(v) and v > 0]
@@ -85,7 +86,7 @@ def memory_loss_curves(records: Sequence[dict], baseline: float, title: str = "C
         yaxis["range"] = [np.log10(min(values)) - 0.05, np.log10(top)]
         note = "; ".join(f"{label} diverged (cross-entropy up to {peak:.3g}, above the axis)" for label, peak in above)
         layout["annotations"] = [dict(
-            text=note, xref="paper", yref="paper", x=0.01, y=0.99, xanchor="left", yanchor="top", showarrow=False,
+            text=note, xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left", yanchor="bottom", showarrow=False,
             font=dict(color="#b00020"), bgcolor="rgba(255,255,255,0.8)")]
     return figure(data, title, height=420, xaxis=dict(title="training step"), yaxis=yaxis, **layout)
 
