@@ -29,6 +29,8 @@ def test_the_runs_page_lists_corrupt_runs_and_downloads_only_inside_a_run(hostil
     for run_id in [*CORRUPT, *HOSTILE]:
         assert run_id in body
     buttons = page.locator("[data-testid='stDownloadButton'] button", has_text="Download checkpoint")
+    buttons.first.wait_for(timeout=60_000)  # the run cards draw one after another
+    wait_idle(page)
     assert buttons.count() == 1, [b.inner_text() for b in buttons.all()]  # the good run's only
     with page.expect_download() as download:
         buttons.first.click()
