@@ -16,6 +16,8 @@ incremental metrics of these outputs are in :mod:`drnn_demo.analysis.incremental
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import statistics
 import time
 from dataclasses import dataclass
@@ -26,8 +28,10 @@ import torch
 from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 
 from .analysis import incremental
-from .checkpoints import PRETRAINED_DIR
+from .checkpoints import PRETRAINED_DIR, library_versions
+from .fileio import write_json_atomic
 from .models import DelayedRNN, SequenceModel, StackedRNN
+from .streaming_pos import encode_sentences, tag_ids
 from .streaming_sets import (  # noqa: F401 (re-exported: the page and the tests read them here)
     TASK_DELAYS,
     TASKS,
@@ -37,6 +41,8 @@ from .streaming_sets import (  # noqa: F401 (re-exported: the page and the tests
     task_model_set,
     task_test_sequences,
 )
+from .tasks.pos import sentences
+from .timing import time_interleaved
 
 
 def _check_delayed(model: SequenceModel) -> DelayedRNN:
@@ -282,8 +288,6 @@ def compute_per_token(models: ModelSet, xs: list[torch.Tensor], delay: int, repe
     recurrent cell steps each needs: ``T + d`` (delayed) against ``T (T + 1)`` (restart: both directions over
     every prefix).
     """
-    from .timing import time_interleaved
-
     delayed, bi = models.delayed[delay], models.bidirectional
     rows = []
     for x in xs:
@@ -310,9 +314,6 @@ def test_set(task: str, models: ModelSet) -> tuple[list[torch.Tensor], list[np.n
     """The inputs and targets the metrics are measured on: the EWT test file (word vectors, tag ids) for POS, the
     first :data:`TEST_SIZES` test sequences of the shipped models otherwise."""
     if task == "pos":
-        from .streaming_pos import encode_sentences, tag_ids
-        from .tasks.pos import sentences
-
         test = sentences("test")
         return (encode_sentences(models.taggers.encoder, models.taggers.vocab, test),
                 [g.numpy() for g in tag_ids(models.taggers.vocab, test)])
@@ -335,12 +336,6 @@ def measure(task: str, directory: Path = PRETRAINED_DIR, timed: int = TIMED, see
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-    import datetime as dt
-
-    from .checkpoints import library_versions
-    from .fileio import write_json_atomic
-
     parser = argparse.ArgumentParser(prog=COMMAND, description="Measure the Streaming page's incremental "
                                      "metrics, accuracy against latency and compute per token; write them as JSON.")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)

@@ -16,6 +16,9 @@ import torch
 
 from .checkpoints import PRETRAINED_DIR, load_checkpoint
 from .models import SequenceModel
+from .streaming_pos import DELAYS, load_pos_taggers
+from .tasks import build_task
+from .training import TrainConfig, derived_seed
 
 TASKS = ("pos", "reversal", "sine")
 # The shipped ladders the page streams (see drnn_demo.pretrained): delayed LSTMs, hidden 64, and the baseline.
@@ -42,8 +45,6 @@ class ModelSet:
 
 
 def pos_model_set(directory: Path = PRETRAINED_DIR) -> ModelSet:
-    from .streaming_pos import DELAYS, load_pos_taggers
-
     taggers = load_pos_taggers(directory)
     delayed = {d: taggers.models[f"pos_delayed_d{d}"] for d in DELAYS}
     test = {name: card["metrics"]["test"]["accuracy"] for name, card in taggers.cards.items()}
@@ -68,9 +69,6 @@ def task_model_set(task: str, directory: Path = PRETRAINED_DIR) -> ModelSet:
 
 def task_test_sequences(task: str, n: int, directory: Path = PRETRAINED_DIR) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test sequences ``(x, y)`` the shipped ``task`` models were scored on (same seed)."""
-    from .tasks import build_task
-    from .training import TrainConfig, derived_seed
-
     card = load_checkpoint(Path(directory) / f"{task}_bidirectional_lstm_h64.safetensors")[1]
     config = TrainConfig.from_dict(card["train"])
     return build_task(config.task, **config.task_args).sample(n, derived_seed(config.seed, "test"))
