@@ -72,10 +72,11 @@ def connectivity_map(matrix: np.ndarray, delay: int | None = None,
                                yanchor="bottom", font=dict(color="white", size=12), bgcolor="rgba(0,0,0,0.45)"))
     square = dict(scaleanchor="x", scaleratio=1) if T_out == T_in else {}
     ticks = dict(tickvals=list(range(len(tick_labels))), ticktext=list(tick_labels)) if tick_labels else {}
+    slanted = dict(tickangle=-45, **ticks) if ticks else {}  # word labels under the columns, slanted to fit
     height = int(min(720, max(380, 6 * T_out + 200))) if T_out > 1 else 260
     return figure(data, title, height=height, margin=dict(l=60, r=20, t=50, b=90), plot_bgcolor="white",
                   shapes=shapes, annotations=labels,
                   xaxis=dict(title="input step s", range=[-0.5, T_in - 0.5], constrain="domain", showgrid=False,
-                             **(dict(tickangle=-45, **ticks) if ticks else {})),
+                             **slanted),
                   yaxis=dict(title="output step t", range=[T_out - 0.5, -0.5], constrain="domain", showgrid=False,
                              **square, **ticks))
