@@ -17,7 +17,9 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 LAYOUT = dict(template="none", margin=dict(l=60, r=20, t=50, b=50), font=dict(size=13), paper_bgcolor="white",
               plot_bgcolor="white", hovermode="closest", hoverlabel=dict(align="left"),
               legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left"))
-AXIS = dict(automargin=True, ticks="")  # on every axis, subplots included, where the figure set nothing
+# On every axis, subplots included, where the figure set nothing. "allow": plotly would otherwise measure every tick
+# label after drawing it, to hide one that crosses the edge of the figure (automargin keeps them inside anyway).
+AXIS = dict(automargin=True, ticks="", ticklabeloverflow="allow")
 COLORBAR = dict(outlinewidth=0, ticks="")  # on every heatmap's own colour bar
 
 
