@@ -16,9 +16,21 @@ from drnn_demo.tasks.sentiment import encode
 
 LRN = "views/lrn_gates.py"
 DEFAULT = "The food was great and the service was friendly!"
-TITLES = ("share of the decision", "Weight w[t, k]", "Decay of each token", "Input gates and forget chains",
-          "tanh vs identity", "Gate weights beside gradient attributions", "Do the gates rank the tokens")
-FIGURES = len(TITLES)
+SHARES = "share of the decision"  # above the tabs, always drawn
+VIEW_TITLES = {"Weights": ("Weight w[t, k]",), "Decay": ("Decay of each token",),
+               "Gates": ("Input gates and forget chains",), "tanh vs identity": ("tanh vs identity",),
+               "Are gates attention?": ("Gate weights beside gradient attributions", "Do the gates rank the tokens")}
+FIGURES = 2  # the shares and the open tab's (by default: Weights) heatmap
+
+
+def show(at, view: str):
+    """Open one of the page's tabs (as a click on it does: the page reruns with that tab open)."""
+    at.session_state["lrn_view"] = view
+    return at.run()
+
+
+def titles(at) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in figures(at)]
 
 
 def metric(at, label: str) -> str:
@@ -58,9 +70,7 @@ def test_defaults_predict_and_draw_the_weights_of_the_model():
     with torch.no_grad():
         p = torch.softmax(model(encode(DEFAULT, vocab).unsqueeze(0))[0].double(), -1)
     assert metric(at, "P(positive)") == f"{float(p[1]):.3f}"
-    titles = [f["layout"]["title"]["text"] for f in figures(at)]
-    for title in TITLES:
-        assert any(title in t for t in titles), title
+    assert len(figures(at)) == FIGURES
     shown = heatmap_weights(figure_titled(at, "Weight w[t, k]"))
     expected = reference_weights(DEFAULT)
     assert np.array_equal(np.isnan(shown), np.isnan(expected))  # only tokens already read have a weight
@@ -68,7 +78,7 @@ def test_defaults_predict_and_draw_the_weights_of_the_model():
     shares = figure_titled(at, "share of the decision")
     assert len(shares["data"][0]["y"]) == 10
     assert shares["layout"]["xaxis"]["ticktext"][3] == "great"
-    compare = figure_titled(at, "tanh vs identity")
+    compare = figure_titled(show(at, "tanh vs identity"), "tanh vs identity")
     errors = [t for t in compare["data"] if t.get("name") == "unfolding error"]
     identity, tanh = (max(t["customdata"][k][0] for k in range(10)) for t in errors)
     assert identity < 1e-12 < 1e-3 < tanh  # exact for the identity, an approximation for tanh
@@ -99,15 +109,16 @@ def test_unit_and_log_scale_change_the_figures():
     expected = reference_weights(DEFAULT, unit=31)
     shown = heatmap_weights(heat)
     assert np.allclose(shown[~np.isnan(shown)], expected[~np.isnan(expected)], rtol=1e-4, atol=1e-9)
-    gates = figure_titled(at, "Input gates and forget chains")
-    assert [(s["y0"], s["y1"]) for s in gates["layout"]["shapes"]] == [(30.5, 31.5)] * 2  # the unit outlined
-    assert "unit 31" in figure_titled(at, "Decay of each token")["layout"]["title"]["text"]
     at.toggle(key="lrn_log").set_value(False).run()
     heat = figure_titled(at, "Weight w[t, k]")
     z = np.array(heat["data"][0]["z"], dtype=float)
     assert heat["data"][0]["colorbar"]["title"]["text"] == "w"
     assert np.allclose(z[~np.isnan(z)], shown[~np.isnan(shown)])  # linear colour: z is the weight itself
-    assert figure_titled(at, "Decay of each token")["layout"]["yaxis"].get("type") != "log"
+    gates = figure_titled(show(at, "Gates"), "Input gates and forget chains")  # Unit and Log carry over to the tab
+    assert [(s["y0"], s["y1"]) for s in gates["layout"]["shapes"]] == [(30.5, 31.5)] * 2  # the unit outlined
+    assert "(log10)" not in gates["layout"]["title"]["text"]
+    decay = figure_titled(show(at, "Decay"), "Decay of each token")
+    assert "unit 31" in decay["layout"]["title"]["text"] and decay["layout"]["yaxis"].get("type") != "log"
 
 
 def test_empty_unknown_and_very_long_input_get_a_clear_message():
@@ -124,6 +135,10 @@ def test_empty_unknown_and_very_long_input_get_a_clear_message():
     at.text_area(key="lrn_text").input("great").run()  # one word: 1 x 1 weights, every figure still drawn
     assert not at.exception
     assert metric(at, "Words") == "1" and len(figures(at)) == FIGURES
+    for view, expected in VIEW_TITLES.items():
+        show(at, view)
+        assert not at.exception and len(figures(at)) == 1 + len(expected), view
+    show(at, "Weights")
 
     long_text = " ".join(["the service was slow but the food was great"] * 223)[: 2000 * 6]
     words = len(long_text.split())
@@ -192,18 +207,34 @@ def test_training_in_the_background_then_shows_the_new_model():
     assert at.success and "test accuracy" in at.success[0].value
     assert at.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
     assert any("H = 4, g = identity" in c.value for c in at.caption)
+    show(at, "Are gates attention?")
     at.button(key="lrn_agree_button").click().run()  # your run has no stored agreement: measured on request
     assert not at.exception
     columns = list(at.dataframe[0].value.columns)
     assert columns[1].startswith("this model (") and len(columns) == 6  # measure, yours, the four shipped
     assert at.dataframe[0].value.iloc[0, 1] == "277"  # every sentiment test sentence
     assert metric(at, "Prediction") in ("positive", "negative")
-    assert len(figure_titled(at, "Input gates and forget chains")["data"][0]["z"]) == 4  # one row per unit
+    assert len(figure_titled(show(at, "Gates"), "Input gates and forget chains")["data"][0]["z"]) == 4  # a row a unit
 
     # the Training runs page links back with the run's params plus run=<id>: a fresh session shows that run
     again = open_page(LRN, query={"lrn_mode": "Sentiment", "run": run_id})
     assert not again.exception
     assert again.selectbox(key="lrn_model_sentiment").value == f"run:{run_id}"
+
+
+def test_each_tab_builds_only_its_own_figures_and_lives_in_the_url():
+    at = open_page(LRN)
+    assert titles(at)[0].startswith("Each token's share") and len(titles(at)) == FIGURES  # Weights is open
+    for view, expected in VIEW_TITLES.items():
+        show(at, view)
+        assert not at.exception, view
+        built = titles(at)[1:]  # after the shares
+        assert len(built) == len(expected) and all(e in t for e, t in zip(expected, built, strict=True)), (view, built)
+    linked = open_page(LRN, query={"lrn_view": "Decay"})  # a shared link opens its tab
+    assert [t for t in titles(linked) if "Decay of each token" in t] and len(titles(linked)) == 2
+    stale = open_page(LRN, query={"lrn_view": "Attention"})
+    assert not stale.exception and any("Weight w[t, k]" in t for t in titles(stale))
+    assert any("Ignored `lrn_view=Attention`" in t.value for t in stale.toast)
 
 
 def test_unknown_words_are_counted_and_marked():
@@ -216,7 +247,7 @@ def test_unknown_words_are_counted_and_marked():
 
 
 def test_gates_beside_captum_attributions_and_the_agreement_table():
-    at = open_page(LRN)
+    at = open_page(LRN, query={"lrn_view": "Are gates attention?"})
     assert not at.exception
     fig = figure_titled(at, "Gate weights beside gradient attributions")
     bars = [np.array(t["y"], dtype=float) for t in fig["data"] if t["type"] == "bar"]

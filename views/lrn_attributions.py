@@ -136,7 +136,6 @@ def agreement_table(path: Path, card: dict) -> None:
 
 def attribution_section(path: Path, mode: str, item: dict, result: dict, labels: list[str], marks: list[int],
                         card: dict) -> None:
-    st.subheader("Are gates attention?")
     st.markdown(
         "If the unfolded gate weights are attention, the tokens they weigh most should be the ones the prediction "
         "depends on. Two gradient attributions by [captum](https://captum.ai) measure that dependence directly, "

@@ -1,9 +1,10 @@
 """LRN gates: the input gate and the forget chain read as attention weights over the tokens.
 
 Sentiment (real reviews) or the last-keyword task (synthetic, the deciding token is known): the
-prediction, each token's share of it, w[t, k] as a heatmap (unit mean or one unit), the decay of
+prediction and each token's share of it, then one of five tabs (only the open one is built, so a
+move redraws two charts, not seven): w[t, k] as a heatmap (unit mean or one unit), the decay of
 every token's weight, the gates per unit, tanh vs identity with the unfolding error, "Are gates
-attention?" (the gates beside captum's attributions, and their agreement on the test sets), and a
+attention?" (the gates beside captum's attributions, and their agreement on the test sets); and a
 background run that trains an LRN of the chosen hidden size. The sections live in views/lrn_sections.py
 and views/lrn_attributions.py; the analyses in drnn_demo.recipes.lrn_analysis.
 """
@@ -25,7 +26,7 @@ from views.lrn_sections import (
     load_path,
     pretrained_path,
 )
-from views.ui import bound, device, format_seconds, job_manager, seed
+from views.ui import bound, device, format_seconds, job_manager, seed, view_tabs
 
 MODES = {"Sentiment": "sentiment", "Last keyword": "keyword"}  # shown (and in the URL) -> internal name
 jobs = job_manager()
@@ -134,11 +135,16 @@ if model is not None:
         marks = item.get("decisive", [])
         sections.prediction_metrics(mode, labels, result, item)
         sections.shares_chart(result, labels, marks, activation)
-        top_tokens = result["shares"].abs().argsort(descending=True)[:TOP_TOKENS].tolist()
-        sections.weight_views(result["tw"], hidden, marks, top_tokens)
-        pretrained_labels = ["negative", "positive"] if card.get("task") == "user_data" else labels  # theirs, not yours
-        sections.activation_comparison(mode, item, pretrained_labels, marks)
-        attribution_section(path, mode, item, result, labels, marks, card)
+        view, tab = view_tabs(list(sections.VIEWS), key="lrn_view")
+        with tab:
+            if view in sections.WEIGHT_VIEWS:
+                top_tokens = result["shares"].abs().argsort(descending=True)[:TOP_TOKENS].tolist()
+                sections.weight_view(view, result["tw"], hidden, marks, top_tokens)
+            elif view == sections.COMPARISON:
+                theirs = ["negative", "positive"] if card.get("task") == "user_data" else labels  # not your classes
+                sections.activation_comparison(mode, item, theirs, marks)
+            else:
+                attribution_section(path, mode, item, result, labels, marks, card)
 
 # ---------------------------------------------------------------- train in the background
 

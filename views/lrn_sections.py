@@ -32,6 +32,9 @@ MAX_TOKENS = 150  # longer inputs are cut here (heatmaps of T x T cells; the rev
 MAX_CHARS = 20_000  # a typed (or linked) text is cut here, with a notice for a link; the URL itself is limited first
 KEYWORD_EXAMPLES = 50  # test sequences to pick from (drawn with the sidebar seed)
 TOP_TOKENS = 3
+WEIGHT_VIEWS = ("Weights", "Decay", "Gates")  # the views of weight_view, with their Unit and Log scale controls
+COMPARISON, ATTRIBUTIONS = "tanh vs identity", "Are gates attention?"
+VIEWS = (*WEIGHT_VIEWS, COMPARISON, ATTRIBUTIONS)  # the page's tabs below the shares; only the open one is built
 HIDDEN_SIZES = [4, 8, 16, 32, 64, 128]
 
 
@@ -218,8 +221,9 @@ def shares_chart(result: dict, labels: list[str], marks: list[int], activation: 
 
 
 @st.fragment
-def weight_views(tw, hidden: int, marks: list[int], top_tokens: list[int]) -> None:
-    """The weights, their decay and the gates: Unit and Log scale only change the view, so they rerun only this."""
+def weight_view(view: str, tw, hidden: int, marks: list[int], top_tokens: list[int]) -> None:
+    """One of the weight views (:data:`WEIGHT_VIEWS`: w[t, k], its decay, the gates) with its Unit and Log scale
+    controls. They only change the view, so they rerun only this."""
     controls = st.columns([1.2, 1, 2], vertical_alignment="bottom")
     unit_choice = bound(controls[0].selectbox, "Unit", list(range(-1, hidden)), key="lrn_unit",
                         format_func=lambda u: "mean over units" if u < 0 else f"unit {u}",
@@ -227,23 +231,25 @@ def weight_views(tw, hidden: int, marks: list[int], top_tokens: list[int]) -> No
     unit = None if unit_choice < 0 else int(unit_choice)
     log_scale = bound(controls[1].toggle, "Log scale", value=True, key="lrn_log",
                       help="colour the weights and gates by log10: old tokens fade by decades")
+    if view == "Gates":
+        chart(viz.lrn_gate_heatmaps(tw.input_gate.numpy(), tw.log_forget_chain(-1).exp().numpy(), tw.tokens,
+                                    unit=unit, log=log_scale), key="lrn_gates")
+        st.caption("The final-state weight of token k in a unit is the product of the two: what entered (input "
+                   "gate) times what survived the later forget gates (forget chain).")
+        return
     weights = (tw.mean if unit is None else tw.weights(unit=unit)).numpy()
-    chart(viz.lrn_weight_heatmap(weights, tw.tokens, unit=unit, log=log_scale, marks=marks),
-          key="lrn_heatmap")
+    if view == "Decay":
+        chart(viz.lrn_decay_curves(weights, tw.tokens, highlight=top_tokens, log=log_scale, unit=unit),
+              key="lrn_decay")
+        st.caption(f"Each line follows one token's weight through the later states. In colour: the {TOP_TOKENS} "
+                   "tokens with the largest share of the decision; in grey, all the others.")
+        return
+    chart(viz.lrn_weight_heatmap(weights, tw.tokens, unit=unit, log=log_scale, marks=marks), key="lrn_heatmap")
     st.caption("Row t is the state after token t; column k is an input token. A bright column that stays "
                "bright down the rows is a token the network keeps; a short bright diagonal fades at once.")
-    chart(viz.lrn_decay_curves(weights, tw.tokens, highlight=top_tokens, log=log_scale, unit=unit),
-          key="lrn_decay")
-    st.caption(f"Each line follows one token's weight through the later states. In colour: the {TOP_TOKENS} "
-               "tokens with the largest share of the decision; in grey, all the others.")
-    chart(viz.lrn_gate_heatmaps(tw.input_gate.numpy(), tw.log_forget_chain(-1).exp().numpy(), tw.tokens,
-                                unit=unit, log=log_scale), key="lrn_gates")
-    st.caption("The final-state weight of token k in a unit is the product of the two: what entered (input gate) "
-               "times what survived the later forget gates (forget chain).")
 
 
 def activation_comparison(mode: str, item: dict, labels: list[str], marks: list[int]) -> None:
-    st.subheader("tanh vs identity")
     pair = [(a, pretrained_path(mode, a)) for a in ("identity", "tanh")]
     missing = [a for a, p in pair if not p.exists()]
     if missing:

@@ -187,6 +187,20 @@ def bound(widget: Callable, label: str, *args, key: str, **kwargs) -> Any:
     return value
 
 
+def view_tabs(labels: list[str], key: str) -> tuple[str, Any]:
+    """Tabs of which only the open one is built: ``(open label, its container)``. The choice lives in the URL as
+    ``?key=label`` (through :func:`bound`, so a link's unknown label says so). A tab switch reruns the page; a
+    slider move redraws the open view's charts only, not those of every tab (Streamlit draws hidden tabs too)."""
+    containers: dict[str, Any] = {}
+
+    def tabs(options: list[str], *, key: str, bind: str) -> str:
+        containers.update(zip(options, st.tabs(options, key=key, bind=bind, on_change="rerun"), strict=True))
+        return next((label for label, tab in containers.items() if tab.open), options[0])
+
+    label = bound(tabs, labels, key=key)
+    return label, containers[label]
+
+
 def _values(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 

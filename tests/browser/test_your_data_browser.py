@@ -136,9 +136,11 @@ def test_upload_train_and_open_the_run_on_lrn_gates(data_server, page, tmp_path)
     expect(model).to_have_value(f"your run LRN h=32 on feelings.csv ({run_id})", timeout=LONG)
     expect(page.get_by_text("Trained on your data set")).to_be_visible(timeout=LONG)
     expect(page.locator(".main-svg").first).to_be_visible(timeout=LONG)
-    for title in ("Weight w[t, k] of token k", "Input gates and forget chains, per unit"):  # the gate heatmaps
+    for tab, title in (("Weights", "Weight w[t, k] of token k"), ("Gates", "Input gates and forget chains, per unit")):
+        page.get_by_role("tab", name=tab, exact=True).click()  # the heatmaps of two tabs
         expect(page.locator(CHARTS).filter(has_text=title).locator(".heatmaplayer .hm image").first).to_be_attached(
             timeout=LONG)
+    page.get_by_role("tab", name="tanh vs identity", exact=True).click()
     comparison = page.locator(CHARTS).filter(has_text="tanh vs identity: the same input")
     for g in ("identity", "tanh"):  # the pretrained models' predictions carry their labels, not those of your data
         expect(comparison).to_contain_text(re.compile(rf"pretrained, g = {g}: (negative|positive) \("), timeout=LONG)
