@@ -29,7 +29,17 @@ def test_equivalence_defaults_are_exact_and_drawn():
     assert float(metric(at, "max |stacked − delayed|")) <= 1e-5
     matrix = figure_titled(at, "Delayed recurrent matrix")
     assert np.asarray(matrix["data"][0]["z"]).shape == (4 * 24, 24)  # LSTM, three layers of 8
-    assert len(figures(at)) == 5
+    assert len(figures(at)) == 2  # the matrix, and the open tab's (by default: the stacked layers over the delayed)
+
+
+def test_each_tab_builds_only_its_own_figure_and_lives_in_the_url():
+    for view, title in (("Overlay", "Stacked layers vs delayed blocks"),
+                        ("Error per layer", "Error per layer over time"), ("Relaxed blocks", "Relaxing"),
+                        ("Future inputs", "future inputs")):
+        at = open_page(PAGE, query={"eq_view": view})
+        assert not at.exception, view
+        titles = [f["layout"]["title"]["text"] for f in figures(at)]
+        assert len(titles) == 2 and title in titles[1], (view, titles)
 
 
 def test_layers_slider_changes_the_matrix_and_gru_shows_its_error():
@@ -44,7 +54,7 @@ def test_layers_slider_changes_the_matrix_and_gru_shows_its_error():
 
 
 def test_eps_slider_moves_the_error_and_the_influence_map():
-    at = open_page(PAGE)
+    at = open_page(PAGE, query={"eq_view": "Future inputs"})
     influence = np.asarray(figure_titled(at, "future inputs")["data"][0]["z"])
     assert np.all(influence[:, 1:] == 0)
     at.select_slider(key="eq_eps").set_value(0.3).run()
@@ -72,14 +82,14 @@ def test_query_params_reproduce_the_view():
 
 
 def test_an_exact_zero_is_said_not_drawn_at_a_floor_and_every_layer_stays_visible():
-    at = open_page(PAGE)
+    at = open_page(PAGE, query={"eq_view": "Error per layer"})
     errors = figure_titled(at, "Error per layer over time")
     lines = [t for t in errors["data"] if t.get("mode") == "lines"]
     marks = [t for t in errors["data"] if t.get("mode") == "markers"]
     assert len(lines) == len(marks) == 3  # one line and one row of "exactly 0" marks per layer
     assert all(y is None or y > 1e-16 for t in lines for y in t["y"])  # no made-up 1e-17 points
     assert {t["y"][0] for t in marks} == {"layer 1", "layer 2", "layer 3"}  # each layer on its own row
-    curve = figure_titled(at, "Relaxing the zero blocks")
+    curve = figure_titled(open_page(PAGE, query={"eq_view": "Relaxed blocks"}), "Relaxing the zero blocks")
     assert all(y is None or y > 1e-16 for y in curve["data"][0]["y"])
     assert any("exactly 0 at eps = 0" in a["text"] for a in curve["layout"]["annotations"])
 

@@ -1,13 +1,19 @@
-"""Stacked ≡ Delayed: a k-layer stack rebuilt as one delayed layer, side by side with the error."""
+"""Stacked ≡ Delayed: a k-layer stack rebuilt as one delayed layer, side by side with the error.
+
+The block matrix, and beside it four tabs (only the open one is built): the stacked layers over the delayed blocks
+for one unit, the error per layer over time, the error as the zero blocks are relaxed by eps, and which future
+inputs reach each block."""
 
 import streamlit as st
 
 from drnn_demo import viz
 from drnn_demo.equivalence import demo_report
-from views.ui import bound, chart, seed
+from views.ui import bound, chart, seed, view_tabs
 
 GATES = {"rnn": ["h"], "gru": ["r", "z", "n"], "lstm": ["i", "f", "g", "o"]}
 EPS_CHOICES = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+# the tabs beside the matrix
+VIEWS = ("Overlay", "Error per layer", "Relaxed blocks", "Future inputs")
 GRU_NOTE = (
     "PyTorch's GRU multiplies its whole recurrent candidate term by the reset gate, and in the delayed layer that "
     "term also carries the layer input A_l h^(l-1), so one GRU layer cannot reproduce the stack exactly: the error "
@@ -68,13 +74,6 @@ summary[3].metric(f"error at eps={eps:g}", f"{result.eps_errors[result.eps_grid 
 if not result.exact and k > 1:
     st.warning(GRU_NOTE)
 
-left, right = st.columns([1.1, 1])
-with left:
-    chart(shown["matrix"], key="eq_matrix")
-    st.caption("Black lines: layer blocks inside each gate chunk. Everything off the diagonal and sub-diagonal "
-               "blocks is exactly zero.")
-
-
 @st.fragment
 def overlay(inputs: tuple, units: int) -> None:
     """The stacked layers and the delayed blocks for one unit: moving "Unit shown" reruns only this."""
@@ -82,16 +81,22 @@ def overlay(inputs: tuple, units: int) -> None:
     chart(overlay_figure(*inputs, unit), key="eq_overlay")
 
 
-with right:
-    overlay(inputs, min(sizes))
-
-chart(shown["errors"], key="eq_errors")
-
-left, right = st.columns(2)
+left, right = st.columns([1.1, 1])
 with left:
-    chart(shown["eps"], key="eq_eps_curve")
+    chart(shown["matrix"], key="eq_matrix")
+    st.caption("Black lines: layer blocks inside each gate chunk. Everything off the diagonal and sub-diagonal "
+               "blocks is exactly zero.")
 with right:
-    chart(shown["influence"], key="eq_influence")
-    st.caption("Gradient of block l's state (standing for layer l at step t) with respect to x[t+o]. In the exact "
-               "construction only o = 0 (the present) and the past reach a block; with eps > 0 block l reads up "
-               "to l−1 steps ahead: the partial acausality of the paper.")
+    view, tab = view_tabs(list(VIEWS), key="eq_view")  # only the open tab is built: a move redraws 2 charts, not 5
+with tab:
+    if view == VIEWS[0]:
+        overlay(inputs, min(sizes))
+    elif view == "Error per layer":
+        chart(shown["errors"], key="eq_errors")
+    elif view == "Relaxed blocks":
+        chart(shown["eps"], key="eq_eps_curve")
+    else:
+        chart(shown["influence"], key="eq_influence")
+        st.caption("Gradient of block l's state (standing for layer l at step t) with respect to x[t+o]. In the "
+                   "exact construction only o = 0 (the present) and the past reach a block; with eps > 0 block l "
+                   "reads up to l−1 steps ahead: the partial acausality of the paper.")

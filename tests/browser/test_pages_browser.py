@@ -7,7 +7,7 @@ import pytest
 from browser_helpers import screenshot, wait_idle
 
 PAGES = {"home": "", "delayed": "delayed", "equivalence": "equivalence", "paper": "paper", "runs": "runs"}
-MIN_CHARTS = {"home": 1, "delayed": 3, "equivalence": 5, "paper": 1, "runs": 0}
+MIN_CHARTS = {"home": 1, "delayed": 3, "equivalence": 2, "paper": 1, "runs": 0}
 
 
 def test_home_renders_quickly_after_the_server_is_ready(server, page):
