@@ -19,6 +19,12 @@ def baseline(gap: int) -> float:
     return K * math.log(8) / (gap + 2 * K)
 
 
+def show(at, view: str):
+    """Open one of the tabs below the loss curves (as a click on it does: the page reruns with it open)."""
+    at.session_state["mem_view"] = view
+    return at.run()
+
+
 def cell_traces(fig: dict) -> list[dict]:
     return [t for t in fig["data"] if t.get("showlegend", True) is not False and "baseline" not in t.get("name", "")]
 
@@ -65,9 +71,13 @@ def test_defaults_show_every_figure_with_the_baseline():
     assert grads["layout"]["yaxis"]["type"] == "log"
     for trace in grads["data"]:
         assert len(trace["x"]) == 50 + 2 * K  # one norm per time step
+    assert len(figures(at)) == 2  # the loss, and the open tab's (by default: the gradients); the other tabs not built
+    show(at, "asRNN saturation")
     assert figure_titled(at, "asRNN saturation levels at step")
     assert figure_titled(at, "during training")
-    ortho = figure_titled(at, "Orthogonality error")
+    assert len(figures(at)) == 3
+    assert figure_titled(show(at, "Connectivity"), "Connectivity")
+    ortho = figure_titled(show(at, "Orthogonality"), "Orthogonality error")
     assert {t["name"] for t in ortho["data"]} == {"asRNN", "expRNN"}
     for trace in ortho["data"]:
         assert max(trace["customdata"]) < 1e-3  # W_hh stays orthogonal through training
@@ -82,6 +92,7 @@ def test_widgets_change_the_figures():
     assert len(grads_after["data"]) == 2 * len(grads_before["data"])  # initial curves added
     assert any("initialisation" in t["name"] for t in grads_after["data"])
 
+    show(at, "asRNN saturation")
     first_step = at.select_slider(key="mem_snap").options[0]
     at.select_slider(key="mem_snap").set_value(int(first_step)).run()
     hist = figure_titled(at, "asRNN saturation levels at step")
@@ -133,7 +144,7 @@ def test_training_cells_side_by_side_replaces_the_curves():
     assert any("pretrained models exist only for L = 50" in i.value for i in at.info)
     at.segmented_control(key="mem_source").set_value("newest runs").run()
     # the asRNN run started from s ~ U[0, 0.1] (the page's default), so its levels are spread above eps
-    trajectory = figure_titled(at, "during training")
+    trajectory = figure_titled(show(at, "asRNN saturation"), "during training")
     low = next(t for t in trajectory["data"] if t.get("name") == "min")["y"]
     high = next(t for t in trajectory["data"] if t.get("name") == "max")["y"]
     assert high[0] > 1e-2 and low[0] < high[0]

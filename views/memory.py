@@ -1,7 +1,8 @@
 """Memory & stability: LSTM, expRNN, asRNN, SRU and LRN on copy memory and digits, side by side.
 
-Cross-entropy vs iteration with the baseline, ||dL/ds_t|| over time, asRNN's saturation levels and the
-orthogonality error of W_hh, from the pretrained checkpoints or from your own background runs.
+Cross-entropy vs iteration with the baseline; below it, in tabs (only the open one is built), ||dL/ds_t|| over
+time, the connectivity map of one cell, asRNN's saturation levels and the orthogonality error of W_hh; from the
+pretrained checkpoints or from your own background runs.
 """
 
 from pathlib import Path
@@ -16,13 +17,14 @@ from drnn_demo.memory_analysis import COPY_TASK, MEMORY_MODELS, gradient_reach, 
 from drnn_demo.pretrained import PRETRAINED_DIR
 from drnn_demo.recipes.memory import PRETRAIN_CELLS, pretrained_name
 from views.memory_training import train_side_by_side
-from views.ui import bound, chart, format_seconds, job_manager, seed
+from views.ui import bound, chart, format_seconds, job_manager, seed, view_tabs
 
 NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
 K = COPY_TASK["copy_length"]
 PRETRAINED_GAP = COPY_TASK["gap"]
 TASK_CHOICES = ["copy memory", "sequential digits", "permuted digits"]
+VIEWS = ("Gradients", "Connectivity", "asRNN saturation", "Orthogonality")  # the tabs below the loss curves
 CELL_TEXT = {
     "lstm": "gated, saturating", "exprnn": "orthogonal W_hh (expm), modReLU", "asrnn": "orthogonal W_hh, adaptive "
     "saturation", "sru": "element-wise recurrence (2 layers)", "lrn": "element-wise recurrence, gates read h_{t-1}",
@@ -94,7 +96,7 @@ def checkpoint_path(rec: dict, runs: dict, task) -> Path:
 @st.fragment
 def connectivity_section(paths: dict, x: np.ndarray, copy_length: int, sequence_seed: int) -> None:
     """The heatmap of one shown cell on one copy-memory sequence, with the recall rows x symbol columns boxed."""
-    st.subheader("Connectivity: do the recall steps reach the stored symbols?")
+    st.markdown("**Do the recall steps reach the stored symbols?**")
     options = list(paths)
     cell = bound(st.segmented_control, "Map of", options, default="asrnn" if "asrnn" in options else options[0],
                  required=True, key="mem_conn_cell", format_func=NAMES.get,
@@ -108,6 +110,60 @@ def connectivity_section(paths: dict, x: np.ndarray, copy_length: int, sequence_
     st.caption("Each row is an output step t, each column an input step s; colour: how strongly output t depends on "
                "input s (log scale). Every cell here is causal (right of the line is exactly 0); to copy, the recall "
                "rows must reach the symbol columns (dotted box), which a forgetting cell shows as decades of decay.")
+
+
+def gradient_section(records: list[dict], task, is_copy: bool) -> None:
+    """||dL/ds_t|| over t of every shown cell, final or at initialisation, with how to read it."""
+    left, right = st.columns([1, 3])
+    which = bound(left.segmented_control, "Gradients measured", ["final", "initial", "both"], default="final",
+                  required=True, key="mem_grad",
+                  help="on a fixed validation batch, after training or at initialisation")
+    right.markdown(
+        ("**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
+         "the gap to the symbol steps (green band). " if is_copy else
+         "**Reading it.** The loss sits on the last step (red band). To classify, the gradient must reach back to "
+         "the first pixels (green band). ")
+        + "An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm flat; a saturating cell loses decades on "
+        "the way back (vanishing); a curve rising to the left explodes."
+    )
+    chart(viz.gradient_norms_over_time(records, task_phases(task), which), key="mem_grads")
+    st.caption("The table's last column: ‖∂L/∂s‖ at the first step over ‖∂L/∂s‖ at the "
+               + ("marker" if is_copy else "last pixel (where the class is read out)") + ", after training.")
+
+
+def saturation_section(asrnn: dict | None) -> None:
+    """asRNN's saturation levels: their histogram at one training step, and their trajectories."""
+    if asrnn is None:
+        st.caption("Add asRNN to the cells to see its saturation levels.")
+        return
+    snaps = [s for s in asrnn["snapshots"] if s.get("saturation")]
+    snap_steps = [s["step"] for s in snaps]
+    step = st.select_slider("Training step", snap_steps, value=snap_steps[-1], key="mem_snap",
+                            help="the snapshot shown in the histogram") if len(snap_steps) > 1 else snap_steps[0]
+    sat = st.columns(2)
+    with sat[0]:
+        chart(viz.saturation_histogram(snaps, step), key="mem_sat_hist")
+    with sat[1]:
+        chart(viz.saturation_trajectory(snaps, step), key="mem_sat_traj")
+    if all(s["saturation"] == snaps[0]["saturation"] for s in snaps):
+        st.info("The levels never moved: this asRNN started with s = 0 exactly (the reference code's copy-task "
+                "setting), where d|s|/ds = 0, so every level stays at eps and the cell remains a linear "
+                "orthogonal RNN. Train one below with s ~ U[0, b], b > 0, to watch them move.",
+                icon=":material/info:")
+    st.caption("Each unit's level |s| + eps sets how much its tanh saturates: h = W_f⁻¹ tanh(W_f z) is nearly "
+               "linear (an orthogonal RNN) for small levels and a saturating tanh RNN for large ones. asRNN starts "
+               "at eps (linear) and learns where it needs saturation.")
+
+
+def orthogonality_section(ortho: list[dict]) -> None:
+    """||W_hh^T W_hh - I||_F over training, of the cells with an orthogonal W_hh."""
+    if not ortho:
+        st.caption("Add asRNN or expRNN: only they have an orthogonal W_hh.")
+        return
+    chart(viz.orthogonality_errors(ortho), key="mem_ortho")
+    st.caption("||W_hhᵀ W_hh − I||_F, in float64, of the recurrent matrix built from its skew-symmetric "
+               "parameter. It stays at float32 round-off: the parametrisation keeps W_hh orthogonal however "
+               "far training moves it. LSTM, SRU and LRN have no orthogonal matrix to measure.")
 
 
 st.title("Memory & stability")
@@ -191,60 +247,20 @@ elif records:
     st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
 
-    left, right = st.columns([1, 3])
-    which = bound(left.segmented_control, "Gradients measured", ["final", "initial", "both"], default="final",
-                  required=True, key="mem_grad",
-                  help="on a fixed validation batch, after training or at initialisation")
-    right.markdown(
-        ("**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
-         "the gap to the symbol steps (green band). " if is_copy else
-         "**Reading it.** The loss sits on the last step (red band). To classify, the gradient must reach back to "
-         "the first pixels (green band). ")
-        + "An orthogonal W_hh (expRNN, asRNN near linear) keeps the norm flat; a saturating cell loses decades on "
-        "the way back (vanishing); a curve rising to the left explodes."
-    )
-    chart(viz.gradient_norms_over_time(records, task_phases(task), which), key="mem_grads")
-    st.caption("The table's last column: ‖∂L/∂s‖ at the first step over ‖∂L/∂s‖ at the "
-               + ("marker" if is_copy else "last pixel (where the class is read out)") + ", after training.")
-
-    if is_copy:
-        connectivity_section({r["cell"]: checkpoint_path(r, runs, task) for r in records},
-                             task.sample(1, seed())[0][0].numpy(), K, seed())
-    else:
-        st.caption("Connectivity maps are drawn for copy memory: a digit is read out at the last step only.")
-
-    asrnn = next((r for r in records if r["cell"] == "asrnn"), None)
-    st.subheader("asRNN: saturation levels")
-    if asrnn is None:
-        st.caption("Add asRNN to the cells to see its saturation levels.")
-    else:
-        snaps = [s for s in asrnn["snapshots"] if s.get("saturation")]
-        snap_steps = [s["step"] for s in snaps]
-        step = st.select_slider("Training step", snap_steps, value=snap_steps[-1], key="mem_snap",
-                                help="the snapshot shown in the histogram") if len(snap_steps) > 1 else snap_steps[0]
-        sat = st.columns(2)
-        with sat[0]:
-            chart(viz.saturation_histogram(snaps, step), key="mem_sat_hist")
-        with sat[1]:
-            chart(viz.saturation_trajectory(snaps, step), key="mem_sat_traj")
-        if all(s["saturation"] == snaps[0]["saturation"] for s in snaps):
-            st.info("The levels never moved: this asRNN started with s = 0 exactly (the reference code's copy-task "
-                    "setting), where d|s|/ds = 0, so every level stays at eps and the cell remains a linear "
-                    "orthogonal RNN. Train one below with s ~ U[0, b], b > 0, to watch them move.",
-                    icon=":material/info:")
-        st.caption("Each unit's level |s| + eps sets how much its tanh saturates: h = W_f⁻¹ tanh(W_f z) is nearly "
-                   "linear (an orthogonal RNN) for small levels and a saturating tanh RNN for large ones. asRNN starts "
-                   "at eps (linear) and learns where it needs saturation.")
-
-    ortho = [r for r in records if r["cell"] in ("asrnn", "exprnn")]
-    st.subheader("Orthogonality of W_hh")
-    if ortho:
-        chart(viz.orthogonality_errors(ortho), key="mem_ortho")
-        st.caption("||W_hhᵀ W_hh − I||_F, in float64, of the recurrent matrix built from its skew-symmetric "
-                   "parameter. It stays at float32 round-off: the parametrisation keeps W_hh orthogonal however "
-                   "far training moves it. LSTM, SRU and LRN have no orthogonal matrix to measure.")
-    else:
-        st.caption("Add asRNN or expRNN: only they have an orthogonal W_hh.")
+    view, tab = view_tabs(list(VIEWS), key="mem_view")  # only the open tab is built
+    with tab:
+        if view == "Gradients":
+            gradient_section(records, task, is_copy)
+        elif view == "Connectivity":
+            if is_copy:
+                connectivity_section({r["cell"]: checkpoint_path(r, runs, task) for r in records},
+                                     task.sample(1, seed())[0][0].numpy(), K, seed())
+            else:
+                st.caption("Connectivity maps are drawn for copy memory: a digit is read out at the last step only.")
+        elif view == "asRNN saturation":
+            saturation_section(next((r for r in records if r["cell"] == "asrnn"), None))
+        else:
+            orthogonality_section([r for r in records if r["cell"] in ("asrnn", "exprnn")])
 
 # ---------------------------------------------------------------- train side by side in background runs
 train_side_by_side(task, task_text, cells, baseline, {"mem_task": task_choice, "mem_gap": str(gap)},
