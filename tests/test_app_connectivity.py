@@ -62,7 +62,7 @@ def test_delayed_outputs_map_follows_the_sequence_the_task_and_the_link():
 
 
 def test_memory_map_shows_the_recall_steps_reading_the_stored_symbols():
-    at = open_page(MEMORY)
+    at = open_page(MEMORY, query={"mem_view": "Connectivity"})  # the map's tab
     assert not at.exception
     fig = figure_titled(at, "Connectivity")
     assert "asRNN" in fig["layout"]["title"]["text"]
@@ -86,17 +86,17 @@ def test_memory_map_shows_the_recall_steps_reading_the_stored_symbols():
 
 
 def test_memory_map_cell_comes_from_the_link_by_its_name():
-    at = open_page(MEMORY, query={"mem_conn_cell": "expRNN"})
+    at = open_page(MEMORY, query={"mem_view": "Connectivity", "mem_conn_cell": "expRNN"})
     assert not at.exception and not at.toast
     assert "expRNN" in figure_titled(at, "Connectivity")["layout"]["title"]["text"]
-    at = open_page(MEMORY, query={"mem_conn_cell": "nope"})
+    at = open_page(MEMORY, query={"mem_view": "Connectivity", "mem_conn_cell": "nope"})
     assert not at.exception
     assert [t.value for t in at.toast if "mem_conn_cell" in t.value] == [
         "Ignored `mem_conn_cell=nope` from the link (not one of the options); showing `mem_conn_cell=asRNN`."]
 
 
 def test_memory_map_is_for_copy_memory_only():
-    at = open_page(MEMORY, query={"mem_task": "sequential digits"})
+    at = open_page(MEMORY, query={"mem_task": "sequential digits", "mem_view": "Connectivity"})
     assert not at.exception
     assert not any("Connectivity" in (f["layout"].get("title", {}).get("text") or "") for f in figures(at))
     assert any("Connectivity maps are drawn for copy memory" in c.value for c in at.caption)
