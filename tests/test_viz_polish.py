@@ -47,3 +47,21 @@ def test_an_untrained_loss_above_three_baselines_is_a_start_not_a_divergence():
     low, high = fig.layout.yaxis.range
     assert 10**high >= max(learning) and 10**high < 93.7  # the learning curve whole, the spike cut off
     assert not viz.memory_loss_curves(records[:1], baseline).layout.annotations
+
+
+def test_the_layer_overlay_keeps_every_layer_on_its_own_row_and_hovers_the_true_values():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    stacked = [rng.normal(size=(12, 4)) * 10.0**-l for l in range(4)]  # layers of very different scales
+    delayed = [a + 1e-7 for a in stacked]
+    fig = viz.layer_overlay(stacked, delayed, unit=2)
+    assert not any(k.startswith(("xaxis2", "yaxis2")) for k in fig.layout.to_plotly_json())  # one axis, k rows
+    assert [t.split("<br>")[0] for t in fig.layout.yaxis.ticktext] == [f"layer {l}" for l in range(1, 5)]
+    low, high = fig.layout.yaxis.range
+    for l, (line, marks) in enumerate(zip(fig.data[0::2], fig.data[1::2], strict=True)):
+        row = fig.layout.yaxis.tickvals[l]
+        assert low < min(line.y) and max(line.y) < high and np.ptp(line.y) > 0.5  # the tiny layer fills its row
+        assert np.all(np.abs(np.asarray(line.y) - row) <= 1.0)  # and stays inside it
+        np.testing.assert_allclose(line.customdata, stacked[l][:, 2])  # the hover reads the values themselves
+        np.testing.assert_allclose(np.asarray(marks.customdata)[:, 0], delayed[l][:, 2])

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .style import DIVERGING, PALETTE, SEQUENTIAL, axes, axis_key, figure, grid
+from .style import DIVERGING, PALETTE, SEQUENTIAL, figure, grid
 
 
 def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence[str] = ("",),
@@ -39,30 +39,35 @@ def block_matrix(weight: np.ndarray, block_edges: Sequence[int], gates: Sequence
 
 def layer_overlay(stacked_layers: Sequence[np.ndarray], delayed_layers: Sequence[np.ndarray],
                   unit: int = 0) -> go.Figure:
-    """One panel per layer: stacked layer ``l`` (line) over delayed block ``l`` read ``l-1`` steps later."""
+    """Stacked layer ``l`` (line) over delayed block ``l`` read ``l-1`` steps later (crosses), one row per layer
+    on one shared axis: row ``l`` plots ``v / s_l - 2.5 l`` for each value ``v`` of unit ``unit``, where ``s_l``
+    is the largest ``|v|`` of that layer (shown in the row's label), so every layer fills its row whatever its
+    scale. The hover reads the values themselves. One axis for ``k`` layers: a browser draws it in a fraction of
+    the time of ``k`` subplots, and a Layers k move redraws it."""
     k = len(stacked_layers)
-    layout = grid(k, 1, shared_xaxes=True, vertical_spacing=0.04,
-                  titles=[f"layer {l + 1}: stacked h^{l + 1}_t vs delayed block {l + 1} at step t+{l}"
-                          for l in range(k)])
-    for title in layout["annotations"]:
-        title["font"] = dict(size=12)
-    data = []
+    data, rows, labels = [], [], []
     for l, (a, b) in enumerate(zip(stacked_layers, delayed_layers, strict=True)):
         u = min(unit, a.shape[1] - 1)
-        t = np.arange(a.shape[0])
-        x, y = axes(l + 1)
-        data += [dict(type="scatter", x=t, y=a[:, u], mode="lines", name="stacked", legendgroup="stacked",
-                      showlegend=l == 0, line=dict(color=PALETTE[0], width=3),
-                      hovertemplate="t=%{x}<br>stacked %{y:.6f}<extra></extra>", xaxis=x, yaxis=y),
-                 dict(type="scatter", x=t, y=b[:, u], mode="markers", name="delayed (shifted back)",
-                      legendgroup="delayed", showlegend=l == 0, marker=dict(color=PALETTE[1], size=6, symbol="x"),
-                      customdata=np.abs(a[:, u] - b[:, u]),
-                      hovertemplate="t=%{x}<br>delayed %{y:.6f}<br>|diff| %{customdata:.2e}<extra></extra>",
-                      xaxis=x, yaxis=y)]
-    layout[axis_key(axes(k)[0])]["title"] = "time step t of the stacked network"
-    return figure(data, f"Stacked layers vs delayed blocks (unit {unit})", height=170 * k + 150,
-                  margin=dict(l=60, r=20, t=90, b=90),  # the legend sits below, clear of plotly's toolbar
-                  legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"), **layout)
+        stacked, delayed, t = a[:, u], b[:, u], np.arange(a.shape[0])
+        scale, row = float(max(np.abs(stacked).max(), np.abs(delayed).max())) or 1.0, -2.5 * l
+        rows.append(row)
+        labels.append(f"layer {l + 1}<br>±{scale:.2g}")
+        data += [dict(type="scatter", x=t, y=stacked / scale + row, mode="lines", name="stacked h^l_t",
+                      legendgroup="stacked", showlegend=l == 0, line=dict(color=PALETTE[0], width=3),
+                      customdata=stacked, hovertemplate=f"layer {l + 1}, t=%{{x}}<br>stacked %{{customdata:.6f}}"
+                                                        "<extra></extra>"),
+                 dict(type="scatter", x=t, y=delayed / scale + row, mode="markers",
+                      name="delayed block l at step t+l−1", legendgroup="delayed", showlegend=l == 0,
+                      marker=dict(color=PALETTE[1], size=6, symbol="x"),
+                      customdata=np.stack([delayed, np.abs(stacked - delayed)], axis=-1),
+                      hovertemplate=f"layer {l + 1}, t=%{{x}}<br>delayed %{{customdata[0]:.6f}}<br>"
+                                    "|diff| %{customdata[1]:.2e}<extra></extra>")]
+    return figure(data, f"Stacked layers vs delayed blocks (unit {unit})", height=95 * k + 190,
+                  margin=dict(l=70, r=20, t=50, b=90),  # the legend sits below, clear of plotly's toolbar
+                  legend=dict(orientation="h", yref="container", y=0, yanchor="bottom", x=0, xanchor="left"),
+                  xaxis=dict(title="time step t of the stacked network", zeroline=False),
+                  yaxis=dict(tickvals=rows, ticktext=labels, range=[-2.5 * (k - 1) - 1.25, 1.25], zeroline=False,
+                             title="each layer scaled to its largest |value|"))
 
 
 def layer_errors(layer_error: np.ndarray) -> go.Figure:
