@@ -160,22 +160,21 @@ def future_influence(delayed: DelayedRNN, hidden_sizes: list[int], at: int = 8, 
     Entry ``[l, o]`` is :math:`\| \partial s^l_{\tau + l} / \partial x_{\tau + o} \|_F`: how much
     the input ``o`` steps after time ``tau`` moves block ``l``'s stand-in for stacked layer ``l``
     at ``tau`` (0-based ``l``). In the exact block form every column ``o >= 1`` is zero.
+
+    One forward and one backward pass: the sequence ``x`` (``at + k`` steps) is repeated over a batch of
+    ``H = sum h_l`` copies, and copy ``i`` back-propagates only unit ``i`` of its block at its step, so the
+    gradient of copy ``i`` is row ``i`` of the Jacobian (the copies do not interact).
     """
     k = len(hidden_sizes)
     off = _offsets(list(hidden_sizes))
     gen = torch.Generator().manual_seed(seed)
-    length = at + k
+    length, units = at + k, off[-1]
     x = torch.randn(length, 1, delayed.input_size, generator=gen).to(delayed.weight_ih)
-    influence = np.zeros((k, k))
-    for l in range(k):
-        def block_state(inp, l=l):  # inp is time first; states() takes the model's own layout
-            states, _ = delayed.states(inp.transpose(0, 1) if delayed.batch_first else inp)
-            return states[at + l, 0, off[l] : off[l + 1]]
-
-        jac = torch.autograd.functional.jacobian(block_state, x)  # (h_l, length, 1, D)
-        for o in range(k):
-            influence[l, o] = jac[:, at + o].norm().item()
-    return influence
+    copies = x.expand(length, units, delayed.input_size).clone().requires_grad_()
+    states, _ = delayed.states(copies.transpose(0, 1) if delayed.batch_first else copies)  # (T + d, H copies, H)
+    picked = torch.cat([states[at + l, off[l] : off[l + 1], off[l] : off[l + 1]].diagonal() for l in range(k)])
+    (grad,) = torch.autograd.grad(picked.sum(), copies)  # (T, H copies, D): copy i holds d picked_i / dx
+    return np.array([[grad[at + o, off[l] : off[l + 1]].norm().item() for o in range(k)] for l in range(k)])
 
 
 @dataclass

@@ -130,6 +130,29 @@ def test_future_inputs_reach_block_l_up_to_l_steps_ahead_only_when_relaxed():
     assert np.all(relaxed[~upper] > 0)
 
 
+def influence_by_jacobian(delayed, sizes, at=8, seed=0):
+    """The slow, obvious reference: one full Jacobian per block, on the same input as future_influence."""
+    k, off = len(sizes), np.cumsum([0, *sizes])
+    x = torch.randn(at + k, 1, delayed.input_size, generator=torch.Generator().manual_seed(seed)).to(delayed.weight_ih)
+    influence = np.zeros((k, k))
+    for l in range(k):
+        def block(inp, l=l):
+            states, _ = delayed.states(inp.transpose(0, 1) if delayed.batch_first else inp)
+            return states[at + l, 0, off[l] : off[l + 1]]
+        jac = torch.autograd.functional.jacobian(block, x)  # (h_l, T, 1, D)
+        influence[l] = [jac[:, at + o].norm().item() for o in range(k)]
+    return influence
+
+
+@pytest.mark.parametrize(("cell", "batch_first"), [("rnn", False), ("lstm", True), ("gru", False)])
+def test_future_influence_matches_a_jacobian_per_block(cell, batch_first):
+    sizes = [3, 1, 4, 2]
+    delayed = stacked_to_delayed(random_stacked(sizes, cell, batch_first=batch_first, seed=5), allow_inexact=True)
+    relaxed = relax_zero_blocks(delayed, sizes, eps=0.3)
+    np.testing.assert_allclose(future_influence(relaxed, sizes, seed=2), influence_by_jacobian(relaxed, sizes, seed=2),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_report_carries_the_block_matrix_and_aligned_layers():
     sizes = [2, 3]
     stacked = random_stacked(sizes, "lstm")
