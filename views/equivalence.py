@@ -26,14 +26,17 @@ def report(cell, sizes, length, seed, eps):
     return demo_report(cell, sizes, length, seed, eps)
 
 
-@st.cache_resource(max_entries=16, show_spinner=False)
-def figures(cell, sizes, length, seed, eps) -> dict:
-    """The page's figures for one report, built once: a rerun with the same inputs reuses them (read only)."""
+@st.cache_resource(max_entries=64, show_spinner=False)
+def figure_of(name: str, cell, sizes, length, seed, eps):
+    """One of the page's figures for one report, built once and only when shown (read only)."""
     result = report(cell, sizes, length, seed, eps)
-    return {"matrix": viz.block_matrix(result.weight_hh, result.block_edges, GATES[cell]),
-            "errors": viz.layer_errors(result.layer_error),
-            "eps": viz.eps_curve(result.eps_grid, result.eps_errors, eps),
-            "influence": viz.influence_map(result.influence)}
+    if name == "matrix":
+        return viz.block_matrix(result.weight_hh, result.block_edges, GATES[cell])
+    if name == "errors":
+        return viz.layer_errors(result.layer_error)
+    if name == "eps":
+        return viz.eps_curve(result.eps_grid, result.eps_errors, eps)
+    return viz.influence_map(result.influence)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -64,7 +67,6 @@ sizes = tuple(
 
 inputs = (cell, sizes, length, seed(), eps)
 result = report(*inputs)
-shown = figures(*inputs)
 
 summary = st.columns(4)
 summary[0].metric("max |stacked − delayed|", f"{result.max_error:.2e}")
@@ -83,20 +85,20 @@ def overlay(inputs: tuple, units: int) -> None:
 
 left, right = st.columns([1.1, 1])
 with left:
-    chart(shown["matrix"], key="eq_matrix")
+    chart(figure_of("matrix", *inputs), key="eq_matrix")
     st.caption("Black lines: layer blocks inside each gate chunk. Everything off the diagonal and sub-diagonal "
                "blocks is exactly zero.")
 with right:
     view, tab = view_tabs(list(VIEWS), key="eq_view")  # only the open tab is built: a move redraws 2 charts, not 5
 with tab:
-    if view == VIEWS[0]:
+    if view == "Overlay":
         overlay(inputs, min(sizes))
     elif view == "Error per layer":
-        chart(shown["errors"], key="eq_errors")
+        chart(figure_of("errors", *inputs), key="eq_errors")
     elif view == "Relaxed blocks":
-        chart(shown["eps"], key="eq_eps_curve")
+        chart(figure_of("eps", *inputs), key="eq_eps_curve")
     else:
-        chart(shown["influence"], key="eq_influence")
+        chart(figure_of("influence", *inputs), key="eq_influence")
         st.caption("Gradient of block l's state (standing for layer l at step t) with respect to x[t+o]. In the "
                    "exact construction only o = 0 (the present) and the past reach a block; with eps > 0 block l "
                    "reads up to l−1 steps ahead: the partial acausality of the paper.")
