@@ -32,16 +32,25 @@ if st.session_state.get("_url_page") != navigation.url_path:
     st.session_state["_url_page"] = navigation.url_path
     st.session_state["_url_visit"] = st.session_state.get("_url_visit", 0) + 1
 
-with st.sidebar:
+def sidebar() -> None:
+    """Device and seed, shared by every page (pages read them through views.ui.device and views.ui.seed)."""
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     st.selectbox("Device for training runs", devices, key="device", persist_state="session",
                  help="auto = CUDA when a GPU is present, else CPU")
     in_use = "cuda" if st.session_state.device == "auto" and torch.cuda.is_available() else st.session_state.device
     st.caption(f"Device in use: **{'cpu' if in_use == 'auto' else in_use}**"
                + ("" if torch.cuda.is_available() else " (no GPU found)"))
-    st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed", persist_state="session",
+    st.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="seed", persist_state="session",
                     help="seeds the demo models, the data and the training runs")
 
+
+# The sidebar's slot comes first, its widgets after the page: the page's first chart reaches the browser (and
+# starts the plotly.js download) before the sidebar's widgets do. Filled even when the page stops early.
+sidebar_slot = st.sidebar.container()
 start_page()  # the figures views.ui.chart draws, for the page's HTML download
-navigation.run()
-page_download(navigation.title)
+try:
+    navigation.run()
+finally:
+    with sidebar_slot:
+        sidebar()
+    page_download(navigation.title)

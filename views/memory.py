@@ -241,11 +241,11 @@ if missing:
 if not cells:
     st.warning("Pick at least one cell.")
 elif records:
-    st.dataframe(rows, hide_index=True, width="stretch")
     chart(viz.memory_loss_curves(records, baseline, title=f"Cross-entropy vs iteration ({task_text})"),
           key="mem_loss")
     st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
+    st.dataframe(rows, hide_index=True, width="stretch")  # after the chart: the chart is sent (and drawn) first
 
     view, tab = view_tabs(list(VIEWS), key="mem_view")  # only the open tab is built
     with tab:
