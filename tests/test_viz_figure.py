@@ -2,6 +2,7 @@
 fraction of the cost: ``style.grid`` lays subplots out as ``make_subplots`` does, and ``style.figure`` finishes a
 figure as the step-by-step API and the shared defaults do (:func:`finish`, the reference here)."""
 
+import base64
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import plotly.io as pio
 import pytest
 from plotly.subplots import make_subplots
 
-from drnn_demo.viz.style import AXIS, COLORBAR, LAYOUT, axes, figure, grid
+from drnn_demo.viz.style import AXIS, COLORBAR, LAYOUT, axes, figure, grid, packed
 
 
 def finish(fig: go.Figure, title: str, height: int = 380, **layout) -> go.Figure:
@@ -28,7 +29,16 @@ def finish(fig: go.Figure, title: str, height: int = 380, **layout) -> go.Figure
 
 
 def plain(obj) -> dict:
-    return json.loads(pio.to_json(obj, validate=False))
+    """What is sent to the browser, with plotly's base64 arrays read back as lists (NaN as None: both a gap)."""
+    def decoded(value):
+        if isinstance(value, dict) and value.keys() == {"dtype", "bdata"}:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            return [None if isinstance(v, float) and np.isnan(v) else v for v in array.tolist()]
+        if isinstance(value, dict):
+            return {k: decoded(v) for k, v in value.items()}
+        return [decoded(v) for v in value] if isinstance(value, list) else value
+
+    return decoded(json.loads(pio.to_json(obj, validate=False)))
 
 
 def same(a, b) -> bool:
@@ -74,3 +84,15 @@ def test_figure_finishes_a_figure_as_the_step_by_step_api_does():
                    dict(type="bar", x=[1, 2], y=[3, 4], xaxis="x2", yaxis="y2")], "Two panels", height=300,
                   margin=dict(l=10, r=10, t=40, b=10), **layout)
     assert same(plain(fast), plain(slow))
+
+
+def test_figure_sends_numeric_lists_as_arrays_with_the_same_values_and_gaps():
+    steps, losses, labels = [0, 10, 20, 30], [2.5, None, 1.25, 0.5], ["a", "b", "c", "d"]
+    fig = figure([dict(type="scatter", x=steps, y=losses, customdata=labels, mode="lines")], "Loss")
+    assert isinstance(fig.data[0].x, np.ndarray) and isinstance(fig.data[0].y, np.ndarray)
+    assert tuple(fig.data[0].customdata) == tuple(labels)  # text is left as it is
+    sent = plain(fig)["data"][0]
+    assert sent["x"] == steps and sent["y"] == losses  # the gap is still a gap
+    slow = go.Figure(go.Scatter(x=steps, y=losses, customdata=labels, mode="lines"))
+    assert same(plain(slow)["data"][0], sent)
+    assert packed([True, False]) == [True, False] and packed([]) == [] and packed([[1, 2]]) == [[1, 2]]

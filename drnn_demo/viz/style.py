@@ -23,6 +23,24 @@ AXIS = dict(automargin=True, ticks="", ticklabeloverflow="allow")
 COLORBAR = dict(outlinewidth=0, ticks="")  # on every heatmap's own colour bar
 
 
+PACKED_KEYS = ("x", "y", "customdata")  # the per-point arrays :func:`figure` packs
+
+
+def packed(values):
+    """A 1-D list of numbers (``None`` for a gap) as a numpy array, else ``values`` unchanged.
+
+    Plotly validates a list element by element and sends it as JSON text, an array in one step and as base64
+    (a 500-point line: ~4x faster to build and send, ~30% fewer bytes). ``None`` becomes NaN, which plotly.js draws
+    as the same gap and the CSV export writes as the same empty cell."""
+    if not isinstance(values, list | tuple) or not values:
+        return values
+    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    if all(v is None or (isinstance(v, int | float | np.number) and not isinstance(v, bool)) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+    return values
+
+
 def figure(data: Sequence[dict], title: str, height: int = 380, **layout) -> go.Figure:
     """One ``go.Figure`` from plain trace dicts (each with its ``type``) and layout keywords, in the shared look.
 
@@ -31,11 +49,14 @@ def figure(data: Sequence[dict], title: str, height: int = 380, **layout) -> go.
     (a slider move rebuilds the figures it changes, so this is on every page's critical path). ``layout`` keys
     override :data:`LAYOUT` (shallow: a given ``legend`` or ``margin`` replaces the default one); every axis
     ``xaxis``, ``yaxis``, ``xaxis2``, ... gets :data:`AXIS` where it did not set a key, heatmaps :data:`COLORBAR`,
-    bars a thin white outline."""
+    bars a thin white outline; numeric ``x``, ``y`` and ``customdata`` lists become arrays (:func:`packed`)."""
     layout = {**LAYOUT, **layout, "title": dict(text=title, x=0.0, xanchor="left"), "height": height}
     for name in {"xaxis", "yaxis", *(k for k in layout if k.startswith(("xaxis", "yaxis")))}:
         layout[name] = {**AXIS, **layout.get(name, {})}
     for trace in data:
+        for key in PACKED_KEYS:
+            if key in trace:
+                trace[key] = packed(trace[key])
         if trace["type"] == "heatmap":
             trace["colorbar"] = {**COLORBAR, **trace.get("colorbar", {})}
         elif trace["type"] == "bar":
