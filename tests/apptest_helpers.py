@@ -23,23 +23,30 @@ def open_page(page: str | None = None, query: dict | None = None, timeout: float
     return at
 
 
-def _decode(value):
-    """Plotly >= 6 ships numpy arrays as {"dtype", "bdata", "shape"}: turn them back into lists."""
+def decode_arrays(value):
+    """Plotly >= 6 ships numpy arrays as {"dtype", "bdata", "shape"}: turn them back into lists (NaN as None: both
+    are a gap to plotly.js)."""
     if isinstance(value, dict):
         if "bdata" in value and "dtype" in value:
             array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
             if "shape" in value:
                 array = array.reshape([int(s) for s in str(value["shape"]).split(",")])
-            return array.tolist()
-        return {k: _decode(v) for k, v in value.items()}
+            return _nan_to_none(array.tolist())
+        return {k: decode_arrays(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_arrays(v) for v in value]
     return value
+
+
+def _nan_to_none(values):
+    if isinstance(values, list):
+        return [_nan_to_none(v) for v in values]
+    return None if isinstance(values, float) and values != values else values
 
 
 def figures(at: AppTest) -> list[dict]:
     """Every plotly chart on the page as a decoded figure dict (``data`` and ``layout``)."""
-    return [_decode(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
+    return [decode_arrays(json.loads(chart.proto.spec)) for chart in at.get("plotly_chart")]
 
 
 def figure_titled(at: AppTest, text: str) -> dict:

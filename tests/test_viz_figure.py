@@ -2,13 +2,13 @@
 fraction of the cost: ``style.grid`` lays subplots out as ``make_subplots`` does, and ``style.figure`` finishes a
 figure as the step-by-step API and the shared defaults do (:func:`finish`, the reference here)."""
 
-import base64
 import json
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
+from apptest_helpers import decode_arrays
 from plotly.subplots import make_subplots
 
 from drnn_demo.viz.style import AXIS, COLORBAR, LAYOUT, axes, figure, grid, packed
@@ -29,16 +29,8 @@ def finish(fig: go.Figure, title: str, height: int = 380, **layout) -> go.Figure
 
 
 def plain(obj) -> dict:
-    """What is sent to the browser, with plotly's base64 arrays read back as lists (NaN as None: both a gap)."""
-    def decoded(value):
-        if isinstance(value, dict) and value.keys() == {"dtype", "bdata"}:
-            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-            return [None if isinstance(v, float) and np.isnan(v) else v for v in array.tolist()]
-        if isinstance(value, dict):
-            return {k: decoded(v) for k, v in value.items()}
-        return [decoded(v) for v in value] if isinstance(value, list) else value
-
-    return decoded(json.loads(pio.to_json(obj, validate=False)))
+    """What is sent to the browser, its base64 arrays read back as lists."""
+    return decode_arrays(json.loads(pio.to_json(obj, validate=False)))
 
 
 def same(a, b) -> bool:

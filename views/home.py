@@ -24,41 +24,50 @@ st.info(f"Running on **{device}** with torch {torch.__version__}"
         + ("" if device == "cuda" else " (no GPU found; training runs use the CPU)") + ".")
 
 
-@st.cache_data(show_spinner=False)
-def small_report():
-    return demo_report("lstm", (4, 4, 4), 30, 0, 0.0)
+# Each card's figure is built once per server (and again when its files change), not on every visit: a new
+# session's first chart is not kept waiting by plotly validating it again. The figures are read only.
 
 
-@st.cache_data(show_spinner=False)
-def reversal_ladder(signature: tuple):
-    """Test accuracy vs delay of the shipped reversal models (re-read when the files change)."""
+@st.cache_resource(show_spinner=False)
+def equivalence_card():
+    """The largest error of a 3-layer LSTM against its delayed twin, and its error-per-layer figure."""
+    report = demo_report("lstm", (4, 4, 4), 30, 0, 0.0)
+    return report.max_error, viz.layer_errors(report.layer_error)
+
+
+@st.cache_resource(show_spinner=False)
+def reversal_figure(signature: tuple):
+    """Test accuracy vs delay of the shipped reversal models (re-read when the files change); None without any."""
     ladder = [describe(c) for c in catalog("reversal")]
     points = [{"delay": c["delay"], "value": c["test"]["accuracy"], "label": c["name"]}
               for c in ladder if c["core"] == "delayed"]
     baselines = [{"name": c["core"], "value": c["test"]["accuracy"]} for c in ladder if c["core"] != "delayed"]
-    return points, baselines
+    if not points:
+        return None
+    delays, task = list(range(20)), build_task("reversal")
+    return viz.metric_vs_delay(points, "accuracy", baselines, (delays, [task.best_possible(d) for d in delays]))
 
 
 LRN_EXAMPLE = "The food was great but the service was not friendly."
 
 
-@st.cache_data(show_spinner=False)
-def lrn_example(mtime: float) -> dict | None:
-    """The pretrained sentiment LRN's per-token shares of its decision on one example sentence."""
+@st.cache_resource(show_spinner=False)
+def lrn_figure(mtime: float):
+    """The pretrained sentiment LRN's per-token shares of its decision on one example sentence; None without it."""
     try:
         model, card = load_checkpoint(PRETRAINED_DIR / "lrn_sentiment.safetensors")
     except (CheckpointError, FileNotFoundError):
         return None
     e = explain(model.eval(), LRN_EXAMPLE, card["vocab"])
-    return {"tokens": e.token_weights.tokens, "shares": e.shares.numpy()}
+    return viz.lrn_token_shares(e.token_weights.tokens, e.shares.numpy(), title="Each word's share of the decision")
 
 
 HOME_MEMORY_CELLS = (("asrnn", "asRNN"), ("lstm", "LSTM"))
 
 
-@st.cache_data(show_spinner=False)
-def memory_curves(mtimes: tuple) -> list[dict]:
-    """The shipped copy-memory (L = 50) training curves of asRNN and LSTM (model cards only: cheap)."""
+@st.cache_resource(show_spinner=False)
+def memory_figure(mtimes: tuple):
+    """The shipped copy-memory (L = 50) training curves of asRNN and LSTM (model cards only); None without any."""
     records = []
     for cell, label in HOME_MEMORY_CELLS:
         path = PRETRAINED_DIR / f"{pretrained_name(cell)}.safetensors"
@@ -66,7 +75,9 @@ def memory_curves(mtimes: tuple) -> list[dict]:
             records.append({**read_card(path)["memory"], "cell": cell, "label": label})
         except (CheckpointError, FileNotFoundError, KeyError):
             continue
-    return records
+    if not records:
+        return None
+    return viz.memory_loss_curves(records, float(memory_task().baseline_loss), title="Copy memory, L = 50")
 
 
 def mtime(path) -> float:
@@ -78,28 +89,24 @@ with cards[0].container(border=True):
     st.subheader("Delayed outputs")
     st.markdown("Reversal and sine filtering: the metric against the delay, next to bidirectional and stacked "
                 "baselines and the theoretical bound.")
-    points, baselines = reversal_ladder(tuple(sorted(p.name for p in PRETRAINED_DIR.glob("*.json"))))
-    if points:
-        delays = list(range(20))
-        task = build_task("reversal")
-        chart(viz.metric_vs_delay(points, "accuracy", baselines, (delays, [task.best_possible(d) for d in delays])),
-              key="home_delayed")
+    delayed_fig = reversal_figure(tuple(sorted(p.name for p in PRETRAINED_DIR.glob("*.json"))))
+    if delayed_fig is not None:
+        chart(delayed_fig, key="home_delayed")
     else:
         st.warning("No pretrained models yet: run `make pretrain`.")
     st.page_link("views/delayed_outputs.py", label="Open Delayed outputs", icon=":material/fast_forward:")
 with cards[1].container(border=True):
     st.subheader("Stacked ≡ Delayed")
-    report = small_report()
-    st.markdown(f"A 3-layer LSTM and its one-layer delayed twin differ by at most **{report.max_error:.1e}**.")
-    chart(viz.layer_errors(report.layer_error), key="home_eq")
+    max_error, errors_fig = equivalence_card()
+    st.markdown(f"A 3-layer LSTM and its one-layer delayed twin differ by at most **{max_error:.1e}**.")
+    chart(errors_fig, key="home_eq")
     st.page_link("views/equivalence.py", label="Open Stacked ≡ Delayed", icon=":material/stacks:")
 with cards[2].container(border=True):
     st.subheader("LRN gates")
     st.markdown("LRN's input and forget gates unfolded into weights over the tokens: which word decides.")
-    example = lrn_example(mtime(PRETRAINED_DIR / "lrn_sentiment.safetensors"))
-    if example:
-        chart(viz.lrn_token_shares(example["tokens"], example["shares"], title="Each word's share of the decision"),
-              key="home_lrn")
+    lrn_fig = lrn_figure(mtime(PRETRAINED_DIR / "lrn_sentiment.safetensors"))
+    if lrn_fig is not None:
+        chart(lrn_fig, key="home_lrn")
     else:
         st.warning("No pretrained sentiment LRN yet: run `make pretrain`.")
     st.page_link("views/lrn_gates.py", label="Open LRN gates", icon=":material/grid_on:")
@@ -108,10 +115,10 @@ more = st.columns(3)
 with more[0].container(border=True):
     st.subheader("Memory & stability")
     st.markdown("Copy memory and pixel-by-pixel digits: which cells remember, and where gradients vanish.")
-    records = memory_curves(tuple(mtime(PRETRAINED_DIR / f"{pretrained_name(c)}.json") for c, _ in HOME_MEMORY_CELLS))
-    if records:
-        chart(viz.memory_loss_curves(records, float(memory_task().baseline_loss), title="Copy memory, L = 50"),
-              key="home_memory")
+    cards_mtimes = tuple(mtime(PRETRAINED_DIR / f"{pretrained_name(c)}.json") for c, _ in HOME_MEMORY_CELLS)
+    memory_fig = memory_figure(cards_mtimes)
+    if memory_fig is not None:
+        chart(memory_fig, key="home_memory")
     else:
         st.warning("No pretrained copy-memory models yet: run `make pretrain`.")
     st.page_link("views/memory.py", label="Open Memory & stability", icon=":material/memory:")

@@ -34,10 +34,12 @@ def packed(values):
     as the same gap and the CSV export writes as the same empty cell."""
     if not isinstance(values, list | tuple) or not values:
         return values
-    if all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+    kinds = set(map(type, values))  # the element types, in one pass
+    if all(issubclass(k, int | np.integer) and not issubclass(k, bool | np.bool_) for k in kinds):
         return np.asarray(values, dtype=np.int64)
-    if all(v is None or (isinstance(v, int | float | np.number) and not isinstance(v, bool)) for v in values):
-        return np.array([np.nan if v is None else v for v in values], dtype=float)
+    if all(k is type(None) or (issubclass(k, int | float | np.number) and not issubclass(k, bool | np.bool_))
+           for k in kinds):
+        return np.asarray(values, dtype=float)  # None -> NaN
     return values
 
 
