@@ -115,8 +115,8 @@ more = st.columns(3)
 with more[0].container(border=True):
     st.subheader("Memory & stability")
     st.markdown("Copy memory and pixel-by-pixel digits: which cells remember, and where gradients vanish.")
-    cards_mtimes = tuple(mtime(PRETRAINED_DIR / f"{pretrained_name(c)}.json") for c, _ in HOME_MEMORY_CELLS)
-    memory_fig = memory_figure(cards_mtimes)
+    memory_card_mtimes = tuple(mtime(PRETRAINED_DIR / f"{pretrained_name(c)}.json") for c, _ in HOME_MEMORY_CELLS)
+    memory_fig = memory_figure(memory_card_mtimes)
     if memory_fig is not None:
         chart(memory_fig, key="home_memory")
     else:
