@@ -181,26 +181,32 @@ def test_lrn_kernel_gradcheck_with_several_columns(compiled, reverse):
 
 
 def test_results_do_not_depend_on_the_thread_count(compiled):
-    """Every column computes alone, so 1 and 2 threads give bit-identical values and gradients."""
+    """Every column computes alone, so 1 and 2 threads give bit-identical outputs. The gradients pass through
+    torch's own matmuls and sums too, whose reduction order follows the thread count on some CPUs (AVX-512):
+    they agree to float32 round-off."""
     torch.manual_seed(15)
     lrn, sru = LRN(32, 256), SRU(32, 256, num_layers=1)
     x = torch.randn(64, 16, 32)
     previous = torch.get_num_threads()
-    results = []
+    outputs, gradients = [], []
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            row = []
+            outs, grads = [], []
             for model in (lrn, sru):
                 model.zero_grad()
                 out = model(x)[0]
                 out.square().sum().backward()
-                row += [out.detach(), *(p.grad.clone() for p in model.parameters())]
-            results.append(row)
+                outs.append(out.detach())
+                grads += [p.grad.clone() for p in model.parameters()]
+            outputs.append(outs)
+            gradients.append(grads)
     finally:
         torch.set_num_threads(previous)
-    for a, b in zip(*results, strict=True):
+    for a, b in zip(*outputs, strict=True):
         assert torch.equal(a, b)
+    for a, b in zip(*gradients, strict=True):
+        assert torch.linalg.vector_norm(a - b) <= 1e-5 * torch.linalg.vector_norm(a)
 
 
 def test_kernel_rejects_bad_buffers_with_a_clear_error(compiled):
