@@ -167,12 +167,11 @@ def test_ray_runs_give_the_local_rows_and_resume(tmp_path):
     assert load_results("sine", "tiny", tmp_path / "ray") == rows
 
 
-@pytest.mark.slow
-@needs_ray
-def test_ctrl_c_cancels_the_pending_pairs_and_keeps_the_recorded_ones(tmp_path):
-    # Many short pairs: the first finishes a few seconds after Ray is up, most are still pending then.
-    seeds = [str(s) for s in range(30)]
-    command = [*REPRODUCE, "sine", "--budget", "tiny", "--backend", "ray", "--seeds", *seeds, "--out", str(tmp_path)]
+RAY_INTERNAL_BUG = "You have likely discovered a bug in Ray"  # a C++ check inside Ray's core worker failed
+
+
+def interrupt_after_the_first_pair(command: list[str]) -> tuple[subprocess.Popen, str, float]:
+    """Run ``command`` in its own process group, Ctrl-C it once a pair is done; (process, output, when signalled)."""
     # Its own session and process group, which Ctrl-C in a terminal signals as a whole.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                start_new_session=True)
@@ -188,7 +187,21 @@ def test_ctrl_c_cancels_the_pending_pairs_and_keeps_the_recorded_ones(tmp_path):
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
-    output = "".join(lines) + out
+    return process, "".join(lines) + out, start
+
+
+@pytest.mark.slow
+@needs_ray
+def test_ctrl_c_cancels_the_pending_pairs_and_keeps_the_recorded_ones(tmp_path):
+    # Many short pairs: the first finishes a few seconds after Ray is up, most are still pending then.
+    seeds = [str(s) for s in range(30)]
+    command = [*REPRODUCE, "sine", "--budget", "tiny", "--backend", "ray", "--seeds", *seeds, "--out"]
+    process, output, start = interrupt_after_the_first_pair([*command, str(tmp_path)])
+    if RAY_INTERNAL_BUG in output:
+        # Ray can abort on a cancel that races a finishing task (seen once in CI); that crash is Ray's own,
+        # so the scenario runs once more, in a fresh directory.
+        tmp_path = tmp_path / "again"
+        process, output, start = interrupt_after_the_first_pair([*command, str(tmp_path)])
     assert process.returncode == 130, output
     assert time.perf_counter() - start < 30
     assert "interrupted: cancelled" in output and "Traceback" not in output, output

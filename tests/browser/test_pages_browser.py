@@ -91,7 +91,9 @@ def test_a_deep_link_in_a_new_session_gets_the_router_and_its_sidebar(server, br
     page.goto(f"{base}/equivalence?eq_layers=2")
     wait_idle(page)
     page.wait_for_selector("text=H=16, d=1")
-    page.wait_for_selector("[data-testid='stSidebar'] >> text=Seed")  # the sidebar's widgets follow the page
+    # the sidebar's widgets follow the page, each drawn once its widget's code has loaded
+    page.wait_for_selector("[data-testid='stSidebar'] >> text=Seed")
+    page.wait_for_selector("[data-testid='stSidebar'] >> text=Device for training runs")
     sidebar = page.inner_text("[data-testid='stSidebar']")
     assert "Device for training runs" in sidebar and "Training runs" in sidebar
     context.close()
