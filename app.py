@@ -35,8 +35,8 @@ if st.session_state.get("_url_page") != navigation.url_path:
 def sidebar() -> None:
     """Device and seed, shared by every page (pages read them through views.ui.device and views.ui.seed)."""
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    st.selectbox("Device for training runs", devices, key="device", persist_state="session",
-                 help="auto = CUDA when a GPU is present, else CPU")
+    st.segmented_control("Device for training runs", devices, default="auto", required=True, key="device",
+                         persist_state="session", help="auto = CUDA when a GPU is present, else CPU")
     in_use = "cuda" if st.session_state.device == "auto" and torch.cuda.is_available() else st.session_state.device
     st.caption(f"Device in use: **{'cpu' if in_use == 'auto' else in_use}**"
                + ("" if torch.cuda.is_available() else " (no GPU found)"))

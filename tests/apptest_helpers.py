@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 
@@ -65,3 +66,15 @@ def rerun_until(at: AppTest, session_key: str, timeout: float = 180) -> None:
         time.sleep(1)
         at.run()
     assert session_key in at.session_state, f"{session_key!r} did not appear within {timeout:.0f} s"
+
+
+def markdown_tables(at: AppTest) -> list[dict[str, list[str]]]:
+    """The markdown tables the page wrote (views.ui.table), each as {column: [cell text, one per row]}, unescaped."""
+    tables = []
+    for element in at.markdown:
+        lines = element.value.splitlines()
+        if len(lines) < 2 or not lines[0].startswith("| ") or set(lines[1]) - set("|- "):
+            continue
+        rows = [[re.sub(r"\\(.)", r"\1", c.strip()) for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+        tables.append({name: [row[i] for row in rows[2:]] for i, name in enumerate(rows[0])})
+    return tables

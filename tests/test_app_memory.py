@@ -5,7 +5,7 @@ settings, and trains the selected cells side by side in background runs that the
 import math
 
 import numpy as np
-from apptest_helpers import figure_titled, figures, open_page, rerun_until
+from apptest_helpers import figure_titled, figures, markdown_tables, open_page, rerun_until
 
 from drnn_demo.memory_analysis import memory_task
 from drnn_demo.pretrained import PRETRAINED_DIR
@@ -42,7 +42,7 @@ def test_digits_tasks_show_their_own_baseline_accuracy_and_phases():
     loss = figure_titled(at, "Cross-entropy vs iteration (permuted digits)")
     line = next(t for t in loss["data"] if t["name"].startswith("baseline"))
     assert np.allclose(line["y"], math.log(10))
-    table = at.dataframe[0].value
+    (table,) = markdown_tables(at)
     assert set(table["shown"]) == {"pretrained"} and "validation accuracy" in table
     grads = figure_titled(at, "Gradient norm")
     assert all(len(t["x"]) == 64 for t in grads["data"])  # one norm per pixel
@@ -63,9 +63,9 @@ def test_defaults_show_every_figure_with_the_baseline():
     assert loss["layout"]["yaxis"]["type"] == "log"
     names = {t["name"] for t in cell_traces(loss)}
     assert {"LSTM", "asRNN", "expRNN", "SRU"} <= names
-    table = at.dataframe[0].value
+    (table,) = markdown_tables(at)
     assert set(table["shown"]) == {"pretrained"}
-    ratios = dict(zip(table["cell"], table["× baseline"].astype(float), strict=True))
+    ratios = dict(zip(table["cell"], map(float, table["× baseline"]), strict=True))
     assert ratios["asRNN"] < 0.5 and ratios["expRNN"] < 0.5  # the orthogonal cells remember across L = 50
     grads = figure_titled(at, "Gradient norm")
     assert grads["layout"]["yaxis"]["type"] == "log"
@@ -130,8 +130,8 @@ def test_training_cells_side_by_side_replaces_the_curves():
     rerun_until(at, "memory_done")
     assert not at.exception
     assert len(at.success) == 2 and all("finished" in s.value for s in at.success)
-    table = at.dataframe[0].value
-    assert all(s.startswith("your run") for s in table["shown"]) and list(table["steps"]) == [6, 6]
+    (table,) = markdown_tables(at)
+    assert all(s.startswith("your run") for s in table["shown"]) and table["steps"] == ["6", "6"]
     loss = figure_titled(at, "Cross-entropy vs iteration")
     assert "L=10" in loss["layout"]["title"]["text"]
     assert {t["name"] for t in cell_traces(loss)} == {"asRNN", "LRN"}
@@ -140,7 +140,7 @@ def test_training_cells_side_by_side_replaces_the_curves():
     assert np.allclose(line["y"], baseline(10))
     assert len(figure_titled(at, "Gradient norm")["data"][0]["x"]) == 10 + 2 * K
     at.segmented_control(key="mem_source").set_value("pretrained").run()  # no pretrained models at L = 10
-    assert not at.exception and not at.dataframe
+    assert not at.exception and not markdown_tables(at)
     assert any("pretrained models exist only for L = 50" in i.value for i in at.info)
     at.segmented_control(key="mem_source").set_value("newest runs").run()
     # the asRNN run started from s ~ U[0, 0.1] (the page's default), so its levels are spread above eps
@@ -149,3 +149,17 @@ def test_training_cells_side_by_side_replaces_the_curves():
     high = next(t for t in trajectory["data"] if t.get("name") == "max")["y"]
     assert high[0] > 1e-2 and low[0] < high[0]
     assert not any("levels never moved" in i.value for i in at.info)
+
+
+def test_the_table_shows_markdown_characters_verbatim():
+    from streamlit.testing.v1 import AppTest
+
+    def page():
+        from views.ui import table
+
+        table([{"shown": "your run a_b*c* | [x](y) `z`", "steps": 6}, {"shown": "pretrained", "steps": 800}])
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert markdown_tables(at) == [{"shown": ["your run a_b*c* | [x](y) `z`", "pretrained"], "steps": ["6", "800"]}]
+    assert r"a\_b\*c\* \| \[x\](y) \`z\`" in at.markdown[0].value  # not an italic, a link or a column

@@ -25,7 +25,7 @@ INVALID = [
     (DELAYED, "delay_reversal", "abc", "slider", 9, None),
     (DELAYED, "delay_reversal", "999", "slider", 9, None),
     (DELAYED, "delay_reversal", "5.5", "slider", 5, "5"),
-    (DELAYED, "cell", "foo", "selectbox", "lstm", None),
+    (DELAYED, "cell", "foo", "segmented_control", "lstm", None),
     (DELAYED, "hidden", "7", "select_slider", 64, None),
     (EQUIVALENCE, "eq_layers", "-3", "slider", 3, None),
     (EQUIVALENCE, "eq_h1", "x" * 10_000, "number_input", 8, None),
@@ -55,7 +55,7 @@ def test_an_unusable_value_falls_back_and_is_said_once(page, key, raw, kind, exp
 def test_valid_values_are_applied_without_a_notice_beside_an_invalid_one():
     at = open_page(DELAYED, query={"cell": "gru", "hidden": "32", "delay_reversal": "banana", "unknown": "x"})
     assert not at.exception
-    assert at.selectbox(key="cell").value == "gru" and at.select_slider(key="hidden").value == 32
+    assert at.segmented_control(key="cell").value == "gru" and at.select_slider(key="hidden").value == 32
     assert at.slider(key="delay_reversal").value == 9
     assert [t.value for t in at.toast] == [
         "Ignored `delay_reversal=banana` from the link (not a number); showing `delay_reversal=9`."]
@@ -74,7 +74,7 @@ def test_numbers_and_options_written_differently_are_no_mistake():
 def test_a_long_hostile_value_is_quoted_short_and_never_as_markdown():
     raw = "[click](http://x) `:red[boom]` " + "y" * 10_000
     at = open_page(DELAYED, query={"cell": raw})
-    assert not at.exception and at.selectbox(key="cell").value == "lstm"
+    assert not at.exception and at.segmented_control(key="cell").value == "lstm"
     (said,) = notices(at, "cell")
     assert len(said) < 250 and f"({len(raw):,} characters)" in said
     assert said.startswith("Ignored `cell=[click](http://x) ':red[boom]' yyyy") and said.count("`") == 4

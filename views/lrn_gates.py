@@ -79,9 +79,9 @@ def resolve(choice: str) -> tuple[Path | None, str]:
 
 st.title("LRN gates")
 st.markdown(
-    r"A Lightweight Recurrent Network (Zhang & Sennrich, 2019) computes $i_t = \sigma(p_t + h_{t-1})$, "
-    r"$f_t = \sigma(q_t - h_{t-1})$, $h_t = g(i_t \odot r_t + f_t \odot h_{t-1})$ from $[p_t; q_t; r_t] = W x_t + b$. "
-    r"Unfolded, $h_t = \sum_{k \le t} w[t,k] \odot r_k$ with $w[t,k] = i_k \odot \prod_{j=k+1}^{t} f_j$: the "
+    "A Lightweight Recurrent Network (Zhang & Sennrich, 2019) computes iₜ = σ(pₜ + hₜ₋₁), fₜ = σ(qₜ − hₜ₋₁), "
+    "hₜ = g(iₜ ⊙ rₜ + fₜ ⊙ hₜ₋₁) from [pₜ; qₜ; rₜ] = W xₜ + b. Unfolded, **hₜ = Σₖ w[t,k] ⊙ rₖ** over k ≤ t, with "
+    "**w[t,k] = iₖ ⊙ fₖ₊₁ ⊙ … ⊙ fₜ**: the "
     "input gate decides how much of token k enters, the forget chain how fast it fades. For g = identity this is "
     "exact, so the weights are attention weights over the tokens; for g = tanh it is an approximation, and the page "
     "shows how far off it is."

@@ -17,7 +17,7 @@ from drnn_demo.memory_analysis import COPY_TASK, MEMORY_MODELS, gradient_reach, 
 from drnn_demo.pretrained import PRETRAINED_DIR
 from drnn_demo.recipes.memory import PRETRAIN_CELLS, pretrained_name
 from views.memory_training import train_side_by_side
-from views.ui import bound, chart, format_seconds, job_manager, seed, view_tabs
+from views.ui import bound, chart, format_seconds, job_manager, seed, table, view_tabs
 
 NAMES = viz.MEMORY_CELL_NAMES
 GAPS = [10, 25, 50, 100, 200]
@@ -245,7 +245,7 @@ elif records:
           key="mem_loss")
     st.caption(f"Lines: training cross-entropy of every step (downsampled); open circles: validation cross-entropy. "
                f"Dashed: the baseline {baseline:.4f}. Below the baseline a cell has started to remember.")
-    st.dataframe(rows, hide_index=True, width="stretch")  # after the chart: the chart is sent (and drawn) first
+    table(rows)
 
     view, tab = view_tabs(list(VIEWS), key="mem_view")  # only the open tab is built
     with tab:
