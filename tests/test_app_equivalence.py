@@ -89,6 +89,9 @@ def test_an_exact_zero_is_said_not_drawn_at_a_floor_and_every_layer_stays_visibl
     assert len(lines) == len(marks) == 3  # one line and one row of "exactly 0" marks per layer
     assert all(y is None or y > 1e-16 for t in lines for y in t["y"])  # no made-up 1e-17 points
     assert {t["y"][0] for t in marks} == {"layer 1", "layer 2", "layer 3"}  # each layer on its own row
+    home = figure_titled(open_page("views/home.py"), "Error per layer over time")  # the LSTM card: all exact
+    assert home["layout"]["yaxis"]["showticklabels"] is False  # no 1e-16 ticks of an empty axis
+    assert any("exactly 0" in a["text"] for a in home["layout"]["annotations"])
     curve = figure_titled(open_page(PAGE, query={"eq_view": "Relaxed blocks"}), "Relaxing the zero blocks")
     assert all(y is None or y > 1e-16 for y in curve["data"][0]["y"])
     assert any("exactly 0 at eps = 0" in a["text"] for a in curve["layout"]["annotations"])

@@ -89,7 +89,7 @@ with cards[0].container(border=True):
     st.subheader("Delayed outputs")
     st.markdown("Reversal and sine filtering: the metric against the delay, next to bidirectional and stacked "
                 "baselines and the theoretical bound.")
-    delayed_fig = reversal_figure(tuple(sorted(p.name for p in PRETRAINED_DIR.glob("*.json"))))
+    delayed_fig = reversal_figure(tuple(sorted((p.name, mtime(p)) for p in PRETRAINED_DIR.glob("*.json"))))
     if delayed_fig is not None:
         chart(delayed_fig, key="home_delayed")
     else:

@@ -92,10 +92,10 @@ def layer_errors(layer_error: np.ndarray) -> go.Figure:
     layout["yaxis2"].update(title="exactly 0", type="category", autorange="reversed",
                             categoryarray=[f"layer {l + 1}" for l in range(k)])
     layout["xaxis2"]["title"] = "time step t"
-    if not (errors > 0).any():
-        layout["annotations"] = [dict(text="every layer is exactly 0 at every step", xref="x domain", yref="y domain",
-                                      x=0.5, y=0.5, showarrow=False, font=dict(size=14))]
-        layout["yaxis"]["range"] = [-17, -15]
+    if not (errors > 0).any():  # nothing to draw on the log axis: no ticks of a made-up range, a note instead
+        layout["annotations"] = [dict(text="every layer is exactly 0<br>at every step", xref="x domain",
+                                      yref="y domain", x=0.5, y=0.5, showarrow=False, font=dict(size=14))]
+        layout["yaxis"].update(range=[-17, -15], showticklabels=False, showgrid=False)
     return figure(data, "Error per layer over time", height=380, **layout)
 
 
