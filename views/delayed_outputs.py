@@ -111,8 +111,9 @@ def sequence_view(shown: str, name: str, shown_delay: int, input_size: int, base
 st.title("Delayed outputs")
 controls = st.columns([1.2, 1, 2, 1.2])
 task_name = bound(controls[0].segmented_control, "Task", ["reversal", "sine"], default="reversal", required=True,
-                  key="task")
-cell = bound(controls[1].segmented_control, "Cell", ["lstm", "gru", "rnn"], default="lstm", required=True, key="cell")
+                  wrap=True, key="task")
+cell = bound(controls[1].segmented_control, "Cell", ["lstm", "gru", "rnn"], default="lstm", required=True, wrap=True,
+             key="cell")
 delay = bound(controls[2].slider, "Delay d", 0, MAX_DELAY[task_name], DEFAULT_DELAY[task_name],
               key=f"delay_{task_name}", help="output t has read x[0..t+d]")
 hidden = bound(controls[3].select_slider, "Hidden size", [16, 32, 64, 128], value=64, key="hidden")

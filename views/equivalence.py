@@ -55,7 +55,7 @@ st.markdown(
 
 controls = st.columns([1.2, 1, 1, 1])
 cell = bound(controls[0].segmented_control, "Cell", ["rnn", "lstm", "gru"], default="lstm", required=True,
-             key="eq_cell")
+             wrap=True, key="eq_cell")
 k = bound(controls[1].slider, "Layers k", 1, 6, 3, key="eq_layers")
 length = bound(controls[2].slider, "Sequence length", 5, 200, 50, key="eq_length")
 eps = bound(controls[3].select_slider, "Relax zero blocks: eps", EPS_CHOICES, value=0.0, key="eq_eps",

@@ -189,7 +189,7 @@ def train_block(mode: str, mode_label: str) -> None:
     train_cols = st.columns([1.6, 1, 1, 1.4])
     train_hidden = bound(train_cols[0].select_slider, "Hidden size H", HIDDEN_SIZES, value=32, key="lrn_hidden")
     train_g = bound(train_cols[1].segmented_control, "Activation g", ["identity", "tanh"], default="identity",
-                    required=True, key="lrn_train_g")
+                    required=True, wrap=True, key="lrn_train_g")
     if mode == "sentiment":
         budget = train_cols[2].number_input(
             "Epochs", 1, 100, 20, key="lrn_epochs",

@@ -116,7 +116,7 @@ def gradient_section(records: list[dict], task, is_copy: bool) -> None:
     """||dL/ds_t|| over t of every shown cell, final or at initialisation, with how to read it."""
     left, right = st.columns([1, 3])
     which = bound(left.segmented_control, "Gradients measured", ["final", "initial", "both"], default="final",
-                  required=True, key="mem_grad",
+                  required=True, wrap=True, key="mem_grad",
                   help="on a fixed validation batch, after training or at initialisation")
     right.markdown(
         ("**Reading it.** The loss sits on the recall steps (red band). To copy, the gradient must reach back across "
@@ -169,7 +169,8 @@ def orthogonality_section(ortho: list[dict]) -> None:
 st.title("Memory & stability")
 controls = st.columns([2.2, 1.2, 1.6])
 task_choice = bound(
-    controls[0].segmented_control, "Task", TASK_CHOICES, default="copy memory", required=True, key="mem_task",
+    controls[0].segmented_control, "Task", TASK_CHOICES, default="copy memory", required=True, wrap=True,
+    key="mem_task",
     help="copy memory: recall symbols after a gap of L blanks; digits: classify an 8×8 "
     "handwritten digit read one pixel per step (sMNIST / pMNIST in miniature)")
 is_copy = task_choice == "copy memory"
@@ -179,7 +180,8 @@ cells = bound(st.multiselect, "Cells", list(MEMORY_MODELS), default=list(MEMORY_
               format_func=NAMES.get, help="; ".join(f"{NAMES[c]}: {CELL_TEXT[c]}" for c in MEMORY_MODELS))
 source_choice = bound(
     controls[2].segmented_control, "Show", ["newest runs", "pretrained"], default="newest runs", required=True,
-    key="mem_source", help="newest runs: your newest run of each cell on this task, else the pretrained model")
+    wrap=True, key="mem_source",
+    help="newest runs: your newest run of each cell on this task, else the pretrained model")
 if is_copy:
     task = memory_task(copy_length=K, gap=gap)
     task_text = f"copy memory, K={K}, L={gap}"

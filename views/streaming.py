@@ -90,7 +90,8 @@ st.markdown("Tokens arrive one per step. A **delayed RNN** shows the output of t
             "whole prefix at every step, answers at once and revises earlier answers as the right context arrives. "
             "A causal network (d = 0) is the reference.")
 controls = st.columns([1.6, 1.4, 1])
-task = TASKS[bound(controls[0].segmented_control, "Task", list(TASKS), default="POS", required=True, key="task")]
+task = TASKS[bound(controls[0].segmented_control, "Task", list(TASKS), default="POS", required=True, wrap=True,
+                   key="task")]
 absent = ""
 if task == "user":
     info = sections.pick_run(job_manager())

@@ -116,7 +116,7 @@ def compare_runs(runs) -> None:
     pick = st.columns([2, 1, 3])
     metric = bound(pick[0].selectbox, "Metric", metrics, key="compare_metric") if metrics else None
     x = bound(pick[1].segmented_control, "Against", ["step", "time"], default="step", required=True,
-              key="compare_x", help="training step, or seconds since the run started")
+              wrap=True, key="compare_x", help="training step, or seconds since the run started")
     chart(viz.runs_overlay(overlay_series(chosen, metric, "step" if x == "step" else "elapsed"), metric,
                            "step" if x == "step" else "elapsed (s)"), key="compare_curves", name="compared_runs")
     comparison = compare(chosen)
