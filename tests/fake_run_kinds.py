@@ -91,5 +91,6 @@ def fast(config, on_progress, should_stop, run_dir):
 
 
 def nice_level(config, on_progress, should_stop, run_dir):
-    """The worker's OS niceness, as its message."""
-    return {"status": "finished", "message": str(os.nice(0))}
+    """The worker's OS niceness and scheduling policy (-1 where the OS has none), as its message."""
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else -1
+    return {"status": "finished", "message": f"{os.nice(0)} {policy}"}

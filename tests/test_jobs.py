@@ -447,9 +447,17 @@ def test_real_train_run_on_tiny_reversal(tmp_path):
         assert sorted(zf.namelist()) == ["model.json", "model.safetensors"]
 
 
-def test_a_worker_runs_below_the_servers_priority(tmp_path):
+@pytest.mark.parametrize("nice_env,increment,policy", [(None, 10, "SCHED_IDLE"), ("0", 0, "SCHED_OTHER")])
+def test_a_worker_runs_below_the_servers_priority(tmp_path, monkeypatch, nice_env, increment, policy):
+    """A training run takes a core only when the server and the browser do not want one (nice +10 and, on Linux,
+    SCHED_IDLE); $DRNN_RUN_NICE=0 keeps it at the server's priority."""
+    if nice_env is not None:
+        monkeypatch.setenv("DRNN_RUN_NICE", nice_env)
     jm = JobManager(tmp_path / "runs")
     run_id = jm.submit("fake_run_kinds:nice_level", {})
     wait_until(jm, lambda: not jm.get(run_id).active, timeout=30)
     info = jm.get(run_id)
-    assert info.status == "finished" and int(info.message) == min(os.nice(0) + 10, 19)
+    niceness, scheduler = info.message.split()
+    assert info.status == "finished" and int(niceness) == min(os.nice(0) + increment, 19)
+    if hasattr(os, "SCHED_IDLE"):
+        assert int(scheduler) == getattr(os, policy)

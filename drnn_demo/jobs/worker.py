@@ -162,18 +162,26 @@ class Publisher:
             self._progress_log.close()
 
 
-WORKER_NICENESS = 10  # how far below the server a worker runs ($DRNN_RUN_NICE overrides it)
+WORKER_NICENESS = 10  # how far below the server a worker runs ($DRNN_RUN_NICE overrides it; 0: at its priority)
 
 
 def lower_priority() -> None:
-    """Run this worker at a lower OS priority than the server, so a training run cannot slow the UI."""
+    """Run this worker below the server, so a training run does not slow the UI: a nice increment
+    (:data:`WORKER_NICENESS`) and, where the OS has it (Linux), the ``SCHED_IDLE`` policy, under which the worker
+    gets a core only when no normal process wants it (nice alone still let it delay the server and the browser on
+    a 2-core machine). ``$DRNN_RUN_NICE=0`` keeps the worker at the server's priority."""
     try:
         increment = int(os.environ.get("DRNN_RUN_NICE", WORKER_NICENESS))
     except ValueError:
         increment = WORKER_NICENESS
-    if increment > 0 and hasattr(os, "nice"):
+    if increment <= 0:
+        return
+    if hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(increment)
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def run_worker(run_dir: Path) -> int:
